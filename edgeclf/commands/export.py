@@ -1,0 +1,13 @@
+"""`edgeclf export` — stub until its issue lands."""
+
+from . import not_implemented
+
+HELP = "export (not implemented yet)"
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    return not_implemented("export")

@@ -1,0 +1,1 @@
+"""edgeclf export: checkpoint → TorchScript / ONNX artifacts behind parity gates (issue 4)."""

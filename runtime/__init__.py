@@ -1,0 +1,48 @@
+"""edgeclf runtime: torch-free inference with numpy, Pillow and onnxruntime.
+
+``from runtime import Predictor`` is what applications import. This package never imports torch,
+torchvision, timm or edgeclf's training code (a test checks it in a subprocess). onnxruntime itself
+is imported only when a :class:`Predictor` is created, so ``import runtime`` stays cheap.
+"""
+
+from ._version import __version__
+from .artifact import ModelInfo
+from .errors import (
+    ArtifactError,
+    EdgeclfError,
+    ImageFetchError,
+    ImageNotFoundError,
+    ImageTooLargeError,
+    InvalidImageError,
+    ProviderError,
+    UsageError,
+)
+from .image import load_image
+from .preprocess import PreprocessConfig, preprocess, preprocess_batch
+
+__all__ = [
+    "__version__",
+    "ArtifactError",
+    "EdgeclfError",
+    "ImageFetchError",
+    "ImageNotFoundError",
+    "ImageTooLargeError",
+    "InvalidImageError",
+    "ModelInfo",
+    "Prediction",
+    "Predictor",
+    "PreprocessConfig",
+    "ProviderError",
+    "UsageError",
+    "load_image",
+    "preprocess",
+    "preprocess_batch",
+]
+
+
+def __getattr__(name):  # lazy: keeps `import runtime` free of onnxruntime until a Predictor is needed
+    if name in ("Predictor", "Prediction"):
+        from . import predictor
+
+        return getattr(predictor, name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -1,0 +1,173 @@
+"""Image decoding: the single rule by which any input becomes an RGB ``PIL.Image``.
+
+Training (``train/``), export parity gates, the benchmark and the runtime all decode through
+:func:`load_image`, so a model sees the same pixels wherever it runs.
+
+The mode rule (applied after EXIF orientation, on the first frame of animated images):
+
+=====================  ===================================================================
+source mode            conversion to RGB
+=====================  ===================================================================
+RGB                    unchanged
+L, 1, P (opaque), YCbCr, LAB, HSV  ``Image.convert("RGB")``
+CMYK                   ``Image.convert("RGB")`` (Pillow's naive CMYK→RGB, no ICC profile)
+RGBA, LA, PA, P with transparency   alpha-composited over opaque white (255, 255, 255)
+I;16, I;16B, I;16L, I;16N, I   16-bit grey: divided by 256 (>> 8) to 8-bit, then grey→RGB;
+                       32-bit ``I`` values are clipped to [0, 65535] first
+F                      clipped to [0, 255], rounded, then grey→RGB
+=====================  ===================================================================
+
+White is the background because photos with transparency are mostly product cut-outs shown on
+white pages; black would invent dark edges the classifier never saw in training.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+
+#: Default maximum number of pixels (width x height) accepted before decoding: 89.5 Mpx,
+#: Pillow's own ``Image.MAX_IMAGE_PIXELS`` default. A 30,000 x 30,000 PNG (900 Mpx) is refused.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+#: File suffixes treated as images when walking folders (lower-case, with the dot).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
+
+
+def is_image_filename(name: str) -> bool:
+    """True if ``name`` has an image suffix and is not a hidden/AppleDouble file (``.x``, ``._x``)."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded ``PIL.Image`` of any mode to RGB by the module's documented rule.
+
+    Args:
+        img: an image of any Pillow mode; animated images should already be on frame 0.
+    Returns:
+        A new (or the same, if already RGB) ``PIL.Image`` in mode ``"RGB"``.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N, I (32-bit signed)
+        arr = np.asarray(img).astype(np.int64)
+        arr = np.clip(arr, 0, 65535) >> 8
+        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+    if mode == "F":
+        arr = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255)
+        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return "<PIL.Image>"
+    if isinstance(source, np.ndarray):
+        return f"<ndarray {source.shape} {source.dtype}>"
+    return getattr(source, "name", None) or f"<{type(source).__name__}>"
+
+
+def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
+    """Open, size-check, fully decode and RGB-convert one image stream."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and only errors at 2x) above MAX_IMAGE_PIXELS; we enforce our own limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLargeError(
+                    name,
+                    f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}"
+                    " (raise max_pixels if this image is trusted)",
+                )
+            img.seek(0)  # animated GIF/PNG/WebP: first frame
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return to_rgb(img)
+    except InvalidImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(name, f"decompression bomb: {err}") from err
+    except UnidentifiedImageError as err:
+        raise InvalidImageError(name, "not a recognised image format") from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        # Truncated JPEGs ("image file is truncated"), bad PNG CRCs, broken headers.
+        raise InvalidImageError(name, f"cannot decode image: {err}") from err
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image from a path, bytes, a binary file object, a PIL image or an array.
+
+    Args:
+        source: a filesystem path (``str``/``PathLike``); ``bytes``/``bytearray`` of an encoded
+            image; a binary file object opened for reading; a ``PIL.Image.Image`` (any mode);
+            or a numpy ``uint8`` array of shape (H, W, 3) in RGB order (or (H, W) grey).
+            URLs are handled by :func:`runtime.fetch.fetch_image_bytes`, not here.
+        max_pixels: refuse images with more than this many pixels before decoding them;
+            ``None`` disables the guard.
+    Returns:
+        A fully decoded ``PIL.Image`` in mode ``"RGB"``, EXIF orientation applied.
+    Raises:
+        ImageNotFoundError: a path that does not exist (also a ``FileNotFoundError``).
+        InvalidImageError: zero-byte, truncated, corrupt or non-image input; wrong array shape/dtype.
+        ImageTooLargeError: more than ``max_pixels`` pixels.
+    """
+    name = _describe(source)
+    if isinstance(source, Image.Image):
+        if max_pixels is not None and source.width * source.height > max_pixels:
+            raise ImageTooLargeError(name, f"{source.width}x{source.height} exceeds {max_pixels:,} pixels")
+        if getattr(source, "n_frames", 1) > 1:
+            source.seek(0)
+        return to_rgb(ImageOps.exif_transpose(source))
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or not (
+            source.ndim == 2 or (source.ndim == 3 and source.shape[2] == 3)
+        ):
+            raise InvalidImageError(
+                name, "arrays must be uint8 of shape (H, W, 3) in RGB order or (H, W) grey"
+            )
+        return to_rgb(Image.fromarray(np.ascontiguousarray(source)))
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise InvalidImageError(name, "empty (zero bytes)")
+        return _decode(io.BytesIO(bytes(source)), name, max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageNotFoundError(str(path), "no such file")
+        if path.is_dir():
+            raise InvalidImageError(str(path), "is a directory, not an image file")
+        if path.stat().st_size == 0:
+            raise InvalidImageError(str(path), "empty file (zero bytes)")
+        with open(path, "rb") as fp:
+            return _decode(fp, str(path), max_pixels)
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise InvalidImageError(name, "file object must be opened in binary mode ('rb')")
+        if not data:
+            raise InvalidImageError(name, "empty (zero bytes)")
+        return _decode(io.BytesIO(data), name, max_pixels)
+    raise InvalidImageError(name, f"unsupported input type {type(source).__name__}")

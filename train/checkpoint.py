@@ -1,0 +1,116 @@
+"""Checkpoints: plain dicts of tensors and plain values, written atomically.
+
+Format (``format == "edgeclf.checkpoint"``, ``schema_version == 1``)::
+
+    {
+      "format": "edgeclf.checkpoint", "schema_version": 1, "edgeclf_version": "0.1.0",
+      "arch": "efficientnet_lite0", "weights": "IMAGENET",       # backbone and its weights source
+      "num_classes": 9, "class_names": [...],                     # ordered; index = logit column
+      "preprocess": PreprocessConfig.to_dict(),                   # crop/resize sizes, mean/std, ...
+      "model_args": {"hidden_dim": 1280, "dropout": 0.4},
+      "model_state": state_dict of the whole Classifier (backbone.* and head.*),
+      "split_sha256": "…",                                        # sha256 of split.json's bytes
+      "epoch": 12, "epochs": 30,                                   # epochs completed / planned
+      "best_val_acc": 0.98, "best_epoch": 9,
+      "optimizer_state": …, "scheduler_state": …, "scaler_state": … or None,
+      "rng_state": {"python": …, "numpy": …, "torch": …, "cuda": […]},
+      "history": [{"epoch": 1, "train_loss": …, …}, …],
+      "train_args": {…},                                          # the hyper-parameters used
+    }
+
+No pickled objects beyond tensors and builtins (so ``torch.load(weights_only=True)`` reads it),
+never an argparse ``Namespace``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runtime.preprocess import PreprocessConfig
+
+from .errors import CheckpointError
+from .models import Classifier, get_backbone
+
+FORMAT = "edgeclf.checkpoint"
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("arch", "num_classes", "class_names", "preprocess", "model_state", "split_sha256")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    A crash mid-write leaves the previous ``path`` intact and no half-written file under its name.
+    ``format``/``schema_version`` are filled in.
+    """
+    path = Path(path)
+    state = {"format": FORMAT, "schema_version": SCHEMA_VERSION, **state}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while block := fp.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate an edgeclf checkpoint (on CPU).
+
+    Raises:
+        CheckpointError: missing file, truncated/corrupt file, a file that is not an edgeclf
+            checkpoint (e.g. a bare state dict), or an unsupported schema version. The message
+            names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zipfile/pickle/EOF/RuntimeError from a truncated or foreign file
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint, truncated or not a torch file ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an edgeclf checkpoint (use RUN_DIR/best.pt written by `edgeclf train`)")
+    if ckpt.get("schema_version") != SCHEMA_VERSION:
+        raise CheckpointError(f"{path}: checkpoint schema_version {ckpt.get('schema_version')!r} unsupported")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def preprocess_of(ckpt: dict[str, Any]) -> PreprocessConfig:
+    """The checkpoint's :class:`PreprocessConfig`."""
+    return PreprocessConfig.from_dict(ckpt["preprocess"])
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
+    """Rebuild the :class:`Classifier` of a loaded checkpoint, weights loaded, in eval mode.
+
+    The backbone is built with random initialisation (no download) and then overwritten by
+    ``model_state``. Raises :class:`CheckpointError` if the state does not fit the architecture.
+    """
+    spec = get_backbone(ckpt["arch"])
+    args = ckpt.get("model_args", {})
+    model = Classifier(spec.build("none"), spec.feature_dim, int(ckpt["num_classes"]),
+                       hidden_dim=args.get("hidden_dim"), dropout=args.get("dropout", 0.4))
+    try:
+        model.load_state_dict(ckpt["model_state"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint model_state does not fit {ckpt['arch']}: {str(err).splitlines()[0]}") from err
+    return model.eval()
