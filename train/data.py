@@ -31,7 +31,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 from urllib.parse import urlparse
 
 from runtime.errors import DownloadError, UsageError
@@ -65,10 +65,11 @@ def _manual_hint(url: str) -> str:
 def _short_reason(err: BaseException) -> str:
     """A one-line reason for a requests/urllib3 error (the errno text where there is one)."""
     import requests
+    import urllib3
 
     if isinstance(err, requests.exceptions.ConnectTimeout):
         return "connection timed out"
-    if isinstance(err, requests.exceptions.ReadTimeout):
+    if isinstance(err, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
         return "no data within the read timeout"
     text = str(err)
     m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
@@ -87,6 +88,20 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     start = int(m.group(1)) if m.group(1) is not None else None
     total = int(m.group(2)) if m.group(2) != "*" else None
     return start, total
+
+
+def _iter_body(r) -> Iterator[bytes]:
+    """The raw (undecoded) body of a streamed ``requests`` response, chunk by chunk.
+
+    ``read1`` hands over every byte that arrived before a connection breaks (``iter_content``
+    would drop up to one chunk), so a resume continues exactly where the data stopped.
+    """
+    raw = r.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2.3
+        yield from r.iter_content(CHUNK_BYTES)
+        return
+    while data := raw.read1(CHUNK_BYTES, decode_content=False):
+        yield data
 
 
 def download_file(
@@ -115,6 +130,7 @@ def download_file(
             still broken after ``retries`` resumes (``part`` is kept for the next run).
     """
     import requests
+    import urllib3
 
     part = Path(part)
     attempt = 0
@@ -149,7 +165,7 @@ def download_file(
                 if progress:
                     progress("download", have, total)
                 with open(part, mode) as fp:
-                    for chunk in r.iter_content(CHUNK_BYTES):
+                    for chunk in _iter_body(r):
                         fp.write(chunk)
                         have += len(chunk)
                         if progress:
@@ -158,7 +174,7 @@ def download_file(
                     raise _Interrupted(f"got {have:,} of {total:,} bytes")
                 return have
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                requests.exceptions.ChunkedEncodingError, _Interrupted) as err:
+                requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, _Interrupted) as err:
             reason = err.args[0] if isinstance(err, _Interrupted) else _short_reason(err)
             if not got_response:
                 raise DownloadError(f"cannot reach {url} ({reason}); check the network or proxy. {_manual_hint(url)}") from err
@@ -170,6 +186,8 @@ def download_file(
             time.sleep(backoff_s * attempt)
         except requests.exceptions.RequestException as err:
             raise DownloadError(f"cannot download {url} ({_short_reason(err)}). {_manual_hint(url)}") from err
+        except OSError as err:  # writing the .part: disk full, permissions
+            raise DownloadError(f"{part}: cannot write the download ({err.strerror or err})") from err
 
 
 def file_digest(path: str | os.PathLike, algorithm: str, progress: ProgressFn | None = None) -> str:
