@@ -393,3 +393,14 @@ def test_unwritable_out_is_refused_before_any_work(image_tree, tmp_path, monkeyp
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user on a 0o555 folder
     with pytest.raises(UsageError, match=r"--out .*s\.json: not writable"):
         check_output_path(tmp_path / "s.json", root)
+
+
+def test_real_caltech_copy_in_another_order_gives_the_same_manifest(caltech_full, tmp_path):
+    copy = tmp_path / "copy" / "101_ObjectCategories"
+    for p in sorted((p for p in caltech_full.rglob("*") if p.is_file()), reverse=True):
+        dst = copy / p.relative_to(caltech_full)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dst)
+    original, copied = split_dataset(caltech_full, seed=0), split_dataset(copy, seed=0)
+    assert copied.data_root != original.data_root
+    assert without_root(copied) == without_root(original)
