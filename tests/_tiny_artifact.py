@@ -87,18 +87,29 @@ def write_onnx(path: Path, onnx_bytes: bytes, metadata: dict[str, str] | None) -
 
 
 def build_tiny_artifact(out_dir: Path, class_names=CLASS_NAMES, preprocess: PreprocessConfig = PreprocessConfig(),
-                        seed: int = 0, fixed_batch: int | None = None) -> TinyArtifact:
-    """Write ``out_dir/model.onnx`` + ``artifact.json`` for a seeded tiny model; return it all."""
+                        seed: int = 0, fixed_batch: int | None = None, torchscript: bool = False,
+                        model=None, arch: str = "tiny-test") -> TinyArtifact:
+    """Write ``out_dir/model.onnx`` + ``artifact.json`` (+ ``model.torchscript.pt`` if asked) for a
+    seeded tiny model (or the given eval-mode ``model``); return it all."""
+    import torch
+
     out_dir = Path(out_dir)
-    model = build_model(len(class_names), seed)
-    info = ModelInfo(class_names=tuple(class_names), preprocess=preprocess, arch="tiny-test",
+    model = build_model(len(class_names), seed) if model is None else model
+    info = ModelInfo(class_names=tuple(class_names), preprocess=preprocess, arch=arch,
                      source_checkpoint_sha256="0" * 64)
     onnx_path = write_onnx(out_dir / FORMAT_FILES["onnx"],
                            export_onnx_bytes(model, preprocess.crop_size, fixed_batch), info.to_metadata())
+    if torchscript:
+        example = torch.zeros(1, 3, preprocess.crop_size, preprocess.crop_size)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still exported
+            traced = torch.jit.freeze(torch.jit.trace(model, example))
+            torch.jit.save(traced, str(out_dir / FORMAT_FILES["torchscript"]),
+                           _extra_files={"edgeclf.json": json.dumps(info.to_metadata())})
     (out_dir / ARTIFACT_JSON).write_text(json.dumps({
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "formats": {"onnx": {"file": onnx_path.name}},
-        "class_names": list(class_names), "preprocess": preprocess.to_dict(), "arch": "tiny-test",
+        "class_names": list(class_names), "preprocess": preprocess.to_dict(), "arch": arch,
     }, indent=2), encoding="utf-8")
     return TinyArtifact(out_dir, onnx_path, model, info)
 
