@@ -19,6 +19,16 @@ F                      clipped to [0, 255], rounded, then grey→RGB
 
 White is the background because photos with transparency are mostly product cut-outs shown on
 white pages; black would invent dark edges the classifier never saw in training.
+
+Checks before and while decoding: the pixel count (width x height from the header, before any
+pixel is decoded) against ``max_pixels`` — Pillow's own guard additionally refuses more than
+2 x ``PIL.Image.MAX_IMAGE_PIXELS`` inside ``Image.open``; every PNG chunk's CRC (Pillow's decoder
+skips those of IDAT); truncation (Pillow raises unless an application set the process-wide
+``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``, which we do not override). Every failure is an
+:class:`~runtime.errors.InvalidImageError` subclass naming the input.
+
+Thread safety: decoding paths, bytes and arrays is safe from several threads; a single
+``PIL.Image`` object must not be passed from several threads at once (``seek`` mutates it).
 """
 
 from __future__ import annotations

@@ -287,3 +287,32 @@ def test_prediction_in_a_process_that_cannot_import_torch(tiny_artifact, predict
     assert out["heavy"] == []
     assert [d["label"] for d in out["preds"]] == [p.label for p in predictor.predict(image)]
     assert max(abs(d["probability"] - p.probability) for d, p in zip(out["preds"], predictor.predict(image))) < 1e-6
+
+
+def test_float16_model_input_is_cast(tmp_path):
+    """An fp16 model whose input stays float16 (no keep_io_types) gets a float16 tensor."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((3, 9)) * 5).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input"], ["x32"], to=TensorProto.FLOAT),
+         helper.make_node("GlobalAveragePool", ["x32"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "fp16_in", [helper.make_tensor_value_info("input", TensorProto.FLOAT16, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 9])],
+        initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    info = ModelInfo(class_names=CLASS_NAMES, preprocess=PreprocessConfig(), arch="fp16-test",
+                     source_checkpoint_sha256="0" * 64)
+    path = write_onnx(tmp_path / "model.fp16.onnx", model.SerializeToString(), info.to_metadata())
+    p = Predictor(tmp_path, precision="fp16", device="cpu")
+    assert p.model_path == path
+    x = preprocess(load_image(SAMPLE[3]), p.preprocess_config)
+    expected = softmax((x.astype(np.float16).astype(np.float64).mean(axis=(1, 2)) @ w.astype(np.float64))[None])[0]
+    got = p.predict(SAMPLE[3], top_k=9)
+    assert [q.index for q in got] == list(np.argsort(-expected, kind="stable"))
+    assert max(abs(q.probability - expected[q.index]) for q in got) < 1e-4
