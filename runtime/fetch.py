@@ -105,11 +105,10 @@ def _chain(err: BaseException) -> list[BaseException]:
     seen, todo = [], [err]
     while todo:
         e = todo.pop()
-        if e is None or any(e is s for s in seen):
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
             continue
         seen.append(e)
-        todo += [e.__cause__, e.__context__] + [a for a in e.args if isinstance(a, BaseException)]
-        todo += [getattr(e, "reason", None)] if isinstance(getattr(e, "reason", None), BaseException) else []
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]  # urllib3 keeps .reason
     return seen
 
 
