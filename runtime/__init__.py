@@ -17,6 +17,7 @@ from .errors import (
     ProviderError,
     UsageError,
 )
+from .fetch import FetchOptions
 from .image import load_image
 from .preprocess import PreprocessConfig, preprocess, preprocess_batch
 
@@ -24,6 +25,7 @@ __all__ = [
     "__version__",
     "ArtifactError",
     "EdgeclfError",
+    "FetchOptions",
     "ImageFetchError",
     "ImageNotFoundError",
     "ImageTooLargeError",

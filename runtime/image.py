@@ -19,12 +19,23 @@ F                      clipped to [0, 255], rounded, then grey→RGB
 
 White is the background because photos with transparency are mostly product cut-outs shown on
 white pages; black would invent dark edges the classifier never saw in training.
+
+Checks before and while decoding: the pixel count (width x height from the header, before any
+pixel is decoded) against ``max_pixels`` — Pillow's own guard additionally refuses more than
+2 x ``PIL.Image.MAX_IMAGE_PIXELS`` inside ``Image.open``; every PNG chunk's CRC (Pillow's decoder
+skips those of IDAT); truncation (Pillow raises unless an application set the process-wide
+``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``, which we do not override). Every failure is an
+:class:`~runtime.errors.InvalidImageError` subclass naming the input.
+
+Thread safety: decoding paths, bytes and arrays is safe from several threads; a single
+``PIL.Image`` object must not be passed from several threads at once (``seek`` mutates it).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -47,6 +58,33 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, n
 def is_image_filename(name: str) -> bool:
     """True if ``name`` has an image suffix and is not a hidden/AppleDouble file (``.x``, ``._x``)."""
     return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def expand_inputs(items) -> list[tuple[str, object]]:
+    """Turn command-line inputs into ``(name, source)`` pairs, walking folders for images.
+
+    Args:
+        items: paths, folder paths and http(s) URLs (strings).
+    Returns:
+        In the given order: a URL or file path → ``(item, item)``; a folder → one pair per image
+        file under it (recursive, :func:`is_image_filename`, hidden folders skipped, sorted by
+        relative path); a folder with no image → ``(folder, InvalidImageError)`` so the caller
+        reports it like any failed input. Paths that do not exist are passed on, and fail when
+        loaded (:class:`ImageNotFoundError`).
+    """
+    out: list[tuple[str, object]] = []
+    for item in map(str, items):
+        if not item.lower().startswith(("http://", "https://")) and os.path.isdir(item):
+            found = []
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [os.path.join(root, f) for f in sorted(files) if is_image_filename(f)]
+            if not found:
+                out.append((item, InvalidImageError(item, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")))
+            out += [(f, f) for f in sorted(found, key=lambda f: os.path.relpath(f, item).split(os.sep))]
+        else:
+            out.append((item, item))
+    return out
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -88,13 +126,37 @@ def _describe(source: ImageSource) -> str:
     return getattr(source, "name", None) or f"<{type(source).__name__}>"
 
 
+#: Leading bytes of the formats Pillow decodes for us, to explain a file it cannot identify.
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+               b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def _unidentified_reason(fp) -> str:
+    """Why Pillow could not identify a stream: a damaged header of a known format, text, or other."""
+    try:
+        fp.seek(0)
+        head = fp.read(64)
+    except (OSError, ValueError):
+        return "not a recognised image format"
+    for magic, fmt in _SIGNATURES.items():
+        if head.startswith(magic):
+            return f"starts like a {fmt} file but its header is corrupt (bad checksum or truncated)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "starts like a WebP file but its header is corrupt"
+    if head.lstrip()[:1] == b"<":
+        return "is HTML/XML text, not an image"
+    if head and all(b >= 32 or b in (9, 10, 13) for b in head):  # no control bytes: text
+        return "is text, not an image"
+    return "not a recognised image format"
+
+
 def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
-    """Open, size-check, fully decode and RGB-convert one image stream."""
+    """Open, size-check, integrity-check (PNG), fully decode and RGB-convert one seekable stream."""
     try:
         with warnings.catch_warnings():
             # Pillow warns (and only errors at 2x) above MAX_IMAGE_PIXELS; we enforce our own limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fp)
+            img = Image.open(fp)  # lazy: reads the header only
             width, height = img.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLargeError(
@@ -102,22 +164,32 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
                     f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}"
                     " (raise max_pixels if this image is trusted)",
                 )
+            if img.format == "PNG":
+                # Pillow's decoder does not check the CRCs of IDAT/IEND chunks; verify() checks
+                # every chunk (corrupt downloads, bit rot), then the file must be opened again.
+                img.verify()
+                fp.seek(0)
+                img = Image.open(fp)
             img.seek(0)  # animated GIF/PNG/WebP: first frame
             img = ImageOps.exif_transpose(img)
             img.load()
             return to_rgb(img)
     except InvalidImageError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageTooLargeError(name, f"decompression bomb: {err}") from err
+    except Image.DecompressionBombError as err:  # Pillow's own guard fires inside Image.open
+        raise ImageTooLargeError(
+            name, f"refused as a decompression bomb: {err} (Pillow's own hard limit, 2 x"
+                  " PIL.Image.MAX_IMAGE_PIXELS, applies whatever max_pixels says)"
+        ) from err
     except UnidentifiedImageError as err:
-        raise InvalidImageError(name, "not a recognised image format") from err
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise InvalidImageError(name, _unidentified_reason(fp)) from err
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         # Truncated JPEGs ("image file is truncated"), bad PNG CRCs, broken headers.
         raise InvalidImageError(name, f"cannot decode image: {err}") from err
 
 
-def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               name: str | None = None) -> Image.Image:
     """Decode an image from a path, bytes, a binary file object, a PIL image or an array.
 
     Args:
@@ -127,6 +199,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
             URLs are handled by :func:`runtime.fetch.fetch_image_bytes`, not here.
         max_pixels: refuse images with more than this many pixels before decoding them;
             ``None`` disables the guard.
+        name: how to name the input in error messages (default: the path, ``<N bytes>``, ...);
+            :func:`runtime.fetch.load_image_url` passes the URL.
     Returns:
         A fully decoded ``PIL.Image`` in mode ``"RGB"``, EXIF orientation applied.
     Raises:
@@ -134,13 +208,17 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         InvalidImageError: zero-byte, truncated, corrupt or non-image input; wrong array shape/dtype.
         ImageTooLargeError: more than ``max_pixels`` pixels.
     """
-    name = _describe(source)
+    name = name or _describe(source)
     if isinstance(source, Image.Image):
         if max_pixels is not None and source.width * source.height > max_pixels:
-            raise ImageTooLargeError(name, f"{source.width}x{source.height} exceeds {max_pixels:,} pixels")
-        if getattr(source, "n_frames", 1) > 1:
-            source.seek(0)
-        return to_rgb(ImageOps.exif_transpose(source))
+            raise ImageTooLargeError(name, f"{source.width}x{source.height} = {source.width * source.height:,}"
+                                           f" pixels exceeds the limit of {max_pixels:,}")
+        try:
+            if getattr(source, "n_frames", 1) > 1:
+                source.seek(0)
+            return to_rgb(ImageOps.exif_transpose(source))
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:  # lazily opened, broken
+            raise InvalidImageError(name, f"cannot decode image: {err}") from err
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or not (
             source.ndim == 2 or (source.ndim == 3 and source.shape[2] == 3)
@@ -155,14 +233,23 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         return _decode(io.BytesIO(bytes(source)), name, max_pixels)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
-            raise ImageNotFoundError(str(path), "no such file")
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError) as err:
+            hint = " (only http:// and https:// URLs are fetched)" if "://" in str(source) else ""
+            raise ImageNotFoundError(name, f"no such file{hint}") from err
+        except (OSError, ValueError) as err:  # name too long, NUL byte, permission on a parent
+            raise InvalidImageError(name, f"cannot access ({err})") from err
         if path.is_dir():
-            raise InvalidImageError(str(path), "is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise InvalidImageError(str(path), "empty file (zero bytes)")
-        with open(path, "rb") as fp:
-            return _decode(fp, str(path), max_pixels)
+            raise InvalidImageError(name, "is a directory, not an image file")
+        if st.st_size == 0:
+            raise InvalidImageError(name, "empty file (zero bytes)")
+        try:
+            fp = open(path, "rb")
+        except OSError as err:
+            raise InvalidImageError(name, f"cannot open ({err.strerror or err})") from err
+        with fp:
+            return _decode(fp, name, max_pixels)
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):

@@ -1,0 +1,123 @@
+"""A tiny, seeded edgeclf artifact for tests: torch model → ONNX with edgeclf metadata → artifact dir.
+
+``build_tiny_artifact(out_dir)`` writes ``out_dir/model.onnx`` (with :meth:`ModelInfo.to_metadata`
+in ``metadata_props``) and a minimal ``artifact.json``, and returns the eager torch model so a test
+can compute the expected answer itself. The ``tiny_artifact`` fixture builds one per session.
+
+Model: Conv2d(3, 16, 16, stride 16) (a patch embedding: 14 x 14 patches at 224) → ReLU → global
+average pool → Linear(16, C), random init with a fixed seed; the Linear weights are scaled by 10
+so the classes' probabilities are well apart (top-k orderings then do not hinge on float
+rounding). Few pooled positions keep onnxruntime's and torch's float32 sums close: on the 216
+sample images the probabilities differ by < 1e-6, the top-4 ranks by > 3e-4.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.artifact import ARTIFACT_JSON, FORMAT_FILES, SCHEMA, SCHEMA_VERSION, ModelInfo
+from runtime.preprocess import PreprocessConfig
+
+CLASS_NAMES = ("Leopards", "airplanes", "butterfly", "camera", "elephant", "lamp", "rhino", "umbrella", "watch")
+
+
+@dataclass
+class TinyArtifact:
+    dir: Path
+    onnx_path: Path
+    model: object  # torch.nn.Module, eval mode, on CPU
+    info: ModelInfo
+
+    def torch_probs(self, batch: np.ndarray) -> np.ndarray:
+        """Eager torch softmax probabilities (float64, (N, C)) for a preprocessed float32 batch."""
+        import torch
+
+        with torch.no_grad():
+            logits = self.model(torch.from_numpy(np.ascontiguousarray(batch)))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def build_model(num_classes: int, seed: int = 0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, kernel_size=16, stride=16), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, num_classes),
+    )
+    with torch.no_grad():
+        model[-1].weight.mul_(10.0)
+    return model.eval()
+
+
+def export_onnx_bytes(model, crop_size: int, fixed_batch: int | None = None) -> bytes:
+    """ONNX (opset 17) bytes with input "input" [N, 3, crop, crop] and output "logits" [N, C]."""
+    import torch
+
+    x = torch.zeros(fixed_batch or 1, 3, crop_size, crop_size)
+    buf = io.BytesIO()
+    dynamic = None if fixed_batch else {"input": {0: "N"}, "logits": {0: "N"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated, still fine
+        torch.onnx.export(model, (x,), buf, input_names=["input"], output_names=["logits"],
+                          opset_version=17, dynamic_axes=dynamic, dynamo=False)
+    return buf.getvalue()
+
+
+def write_onnx(path: Path, onnx_bytes: bytes, metadata: dict[str, str] | None) -> Path:
+    """Save ONNX bytes to ``path`` with ``metadata`` as ``metadata_props`` (None: no metadata)."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    del proto.metadata_props[:]
+    for key, value in (metadata or {}).items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def build_tiny_artifact(out_dir: Path, class_names=CLASS_NAMES, preprocess: PreprocessConfig = PreprocessConfig(),
+                        seed: int = 0, fixed_batch: int | None = None, torchscript: bool = False,
+                        model=None, arch: str = "tiny-test") -> TinyArtifact:
+    """Write ``out_dir/model.onnx`` + ``artifact.json`` (+ ``model.torchscript.pt`` if asked) for a
+    seeded tiny model (or the given eval-mode ``model``); return it all."""
+    import torch
+
+    out_dir = Path(out_dir)
+    model = build_model(len(class_names), seed) if model is None else model
+    info = ModelInfo(class_names=tuple(class_names), preprocess=preprocess, arch=arch,
+                     source_checkpoint_sha256="0" * 64)
+    onnx_path = write_onnx(out_dir / FORMAT_FILES["onnx"],
+                           export_onnx_bytes(model, preprocess.crop_size, fixed_batch), info.to_metadata())
+    if torchscript:
+        example = torch.zeros(1, 3, preprocess.crop_size, preprocess.crop_size)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still exported
+            traced = torch.jit.freeze(torch.jit.trace(model, example))
+            torch.jit.save(traced, str(out_dir / FORMAT_FILES["torchscript"]),
+                           _extra_files={"edgeclf.json": json.dumps(info.to_metadata())})
+    (out_dir / ARTIFACT_JSON).write_text(json.dumps({
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "formats": {"onnx": {"file": onnx_path.name}},
+        "class_names": list(class_names), "preprocess": preprocess.to_dict(), "arch": arch,
+    }, indent=2), encoding="utf-8")
+    return TinyArtifact(out_dir, onnx_path, model, info)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory) -> TinyArtifact:
+    """A nine-class tiny artifact (ImageNet preprocessing, 256 → 224), built once per session."""
+    import torch
+
+    torch.set_num_threads(1)
+    return build_tiny_artifact(tmp_path_factory.mktemp("tiny_artifact"))
