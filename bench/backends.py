@@ -152,17 +152,15 @@ class OnnxBackend(Backend):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.device == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise Skip("CUDA provider not active: this onnxruntime build has no CUDAExecutionProvider")
-            opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+            from runtime.errors import ProviderError
+            from runtime.providers import check_active, plan_providers
+
             try:
-                self.session = ort.InferenceSession(str(self.path), opts,
-                                                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-            except Exception as err:  # onnxruntime raises its own Fail/RuntimeException types
-                raise Skip(f"CUDA provider not active: {str(err).splitlines()[0][:200]}") from err
-            active = self.session.get_providers()
-            if not active or active[0] != "CUDAExecutionProvider":
-                raise Skip(f"CUDA provider not active: session fell back to {active} (CUDA/cuDNN libraries or GPU missing)")
+                request, required, _ = plan_providers("cuda", None, ort.get_available_providers())
+                self.session = ort.InferenceSession(str(self.path), opts, providers=request)
+                check_active(required, self.session.get_providers(), self.path.name)
+            except ProviderError as err:
+                raise Skip(f"CUDA provider not active: {err}") from err
         else:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
