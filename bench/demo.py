@@ -59,8 +59,7 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     Raises:
         UsageError: ``out_dir`` exists and is not empty (without ``force``).
     """
-    from rich.console import Console
-
+    from bench.report import make_console
     from bench.runner import run_bench
     from export import export_checkpoint
     from runtime import Predictor
@@ -69,7 +68,7 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     from train.loop import train_model
     from train.split import split_dataset
 
-    console = console or Console()
+    console = console or make_console()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not force:

@@ -58,6 +58,14 @@ def write_csv(doc: dict, path: str | os.PathLike) -> None:
     _atomic_write(Path(path), buf.getvalue())
 
 
+def make_console(**kwargs):
+    """A rich Console; 140 columns when output is not a terminal (logs, CI), so tables stay readable."""
+    from rich.console import Console
+
+    console = Console(**kwargs)
+    return console if console.is_terminal else Console(width=140, **kwargs)
+
+
 def _fmt(v, digits=2) -> str:
     if v is None:
         return "–"
@@ -67,32 +75,40 @@ def _fmt(v, digits=2) -> str:
 
 
 def print_report(doc: dict, console=None) -> None:
-    """The main table (backend x batch size) plus preprocessing and end-to-end lines."""
-    from rich.console import Console
+    """Two tables — latency/throughput per (backend, batch size), then cold start, memory and
+    accuracy per backend (skipped backends with their reason) — plus preprocessing and end-to-end lines."""
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     s = doc["settings"]
     env = doc["environment"]
-    table = Table(title=f"edgeclf bench — {doc['artifact'].get('arch')} · {env['cpu_model']} · "
-                        f"{s['threads']} threads · warmup {s['warmup']} · "
-                        + (f"{s['seconds']} s" if s.get("seconds") else f"{s['iters']} iters"))
-    for col in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img", "img/s",
-                "load ms", "1st ms", "RSS MiB", "GPU MiB", "top-1", "agree"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
-    for r in flat_rows(doc):
-        if r["status"] != "ok":
-            table.add_row(r["backend"], "", f"[yellow]{r['status']}: {r['reason']}[/yellow]", *[""] * 11)
+    timing = Table(title=f"edgeclf bench — {doc['artifact'].get('arch')} · {env['cpu_model']} · "
+                         f"{s['threads']} CPU threads · warmup {s['warmup']} · "
+                         + (f"{s['seconds']} s" if s.get("seconds") else f"{s['iters']} iters") + " per row")
+    for col in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img p50", "img/s"):
+        timing.add_column(col, justify="left" if col == "backend" else "right")
+    for r in doc["rows"]:
+        timing.add_row(r["backend"], str(r["batch_size"]), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_p90"]),
+                       _fmt(r["latency_ms_p99"]), _fmt(r["latency_ms_mean"]), _fmt(r["latency_ms_per_image_p50"]),
+                       _fmt(r["throughput_img_per_s"], 1))
+    console.print(timing)
+
+    per_backend = Table(title="per backend: cold start, memory, accuracy"
+                              + (f" on {s['test_images']} test images" if s.get("test_images") else ""))
+    for col in ("backend", "providers", "load ms", "1st inference ms", "peak RSS MiB", "peak GPU MiB",
+                "top-1", "agree w/ eager"):
+        per_backend.add_column(col, justify="left" if col in ("backend", "providers") else "right")
+    for name, info in doc["backends"].items():
+        if info.get("status") != "ok":
+            colour = "yellow" if info.get("status") == "skipped" else "red"
+            per_backend.add_row(name, f"[{colour}]{info.get('status')}: {info.get('reason')}[/{colour}]")
             continue
-        acc = r.get("accuracy_top1")
-        agree = r.get("top1_agreement_with_eager")
-        table.add_row(r["backend"], str(r["batch_size"]), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_p90"]),
-                      _fmt(r["latency_ms_p99"]), _fmt(r["latency_ms_mean"]), _fmt(r["latency_ms_per_image_p50"]),
-                      _fmt(r["throughput_img_per_s"], 1), _fmt(r.get("load_ms"), 0),
-                      _fmt(r.get("first_inference_ms"), 1), _fmt(r.get("peak_rss_mib"), 0),
-                      _fmt(r.get("peak_gpu_mem_mib"), 0),
-                      f"{acc:.2%}" if acc is not None else "–", f"{agree:.2%}" if agree is not None else "–")
-    console.print(table)
+        acc, agree = info.get("accuracy_top1"), info.get("top1_agreement_with_eager")
+        per_backend.add_row(name, ", ".join(p.replace("ExecutionProvider", "") for p in info.get("providers") or []),
+                            _fmt(info.get("load_ms"), 0), _fmt(info.get("first_inference_ms"), 1),
+                            _fmt(info.get("peak_rss_mib"), 0), _fmt(info.get("peak_gpu_mem_mib"), 0),
+                            f"{acc:.2%}" if acc is not None else "–", f"{agree:.2%}" if agree is not None else "–")
+    console.print(per_backend)
     pre = doc.get("preprocessing")
     if pre:
         console.print(f"preprocessing (runtime, per image, p50): decode {pre['decode_ms_p50']:.2f} ms + "
@@ -135,10 +151,9 @@ def compare(a: dict, b: dict) -> list[dict]:
 
 
 def print_compare(rows: list[dict], a_name: str, b_name: str, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     table = Table(title=f"A = {a_name}   B = {b_name}   (ratio B/A)")
     for col in ("backend", "batch", "A p50 ms", "B p50 ms", "p50 B/A", "A img/s", "B img/s", "img/s B/A"):
         table.add_column(col, justify="left" if col == "backend" else "right")

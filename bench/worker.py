@@ -23,7 +23,19 @@ import numpy as np
 
 
 def _peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux ``ru_maxrss`` is KiB), MiB."""
+    """Peak resident set size of this process so far, MiB.
+
+    Linux: ``VmHWM`` from /proc/self/status — per address space, so it starts afresh at exec.
+    (``getrusage().ru_maxrss`` does not: Linux carries it across fork + exec, so a worker started
+    by a 2 GiB parent would report 2 GiB.) Elsewhere: ``ru_maxrss`` (KiB on Linux/BSD, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fp:
+            for line in fp:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024.0 if sys.platform != "darwin" else kib / 2**20
 

@@ -62,11 +62,9 @@ def run(args) -> int:
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters {args.iters}: must be >= 1")
 
-    from rich.console import Console
-
     from bench.runner import parse_backends, run_bench
 
-    console = Console(stderr=False)
+    console = report.make_console()
     doc = run_bench(
         args.target[0], backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
         warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
