@@ -35,7 +35,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -245,7 +245,7 @@ def train_model(
 
     preinitialised = dist.is_available() and dist.is_initialized()
     info = init_distributed(dev.type)
-    ok = False
+    ok, threads_before = False, torch.get_num_threads()
     try:
         result = _train(split, out_dir, dev, info, t_start,
                         given={"arch": arch, "weights": weights, "epochs": epochs, "batch_size": batch_size,
@@ -256,6 +256,7 @@ def train_model(
         ok = True
         return result
     finally:
+        torch.set_num_threads(threads_before)  # the CPU thread choice is this call's, not the process's
         if info.distributed and not preinitialised and dist.is_initialized():
             if ok:
                 dist.barrier()
@@ -412,88 +413,64 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
         scaler.update()
         return float(loss.detach()) * y.shape[0], int((logits.argmax(1) == y).sum())
 
-    train_time_s = 0.0
-    for epoch in range(start_epoch + 1, epochs + 1):
-        t_epoch = time.perf_counter()
-        torch.manual_seed(sample_seed(seed, epoch, info.rank))  # dropout etc.: a function of (seed, epoch, rank)
-        set_train_mode(model, frozen)
-        lr_now = optimizer.param_groups[-1]["lr"]
-        loss_sum, correct, seen = 0.0, 0, 0
-        with reporter.task(f"epoch {epoch}/{epochs}", len(train_sampler) * info.world_size) as advance:
+    threads_before = torch.get_num_threads()
+    if use_cache:
+        torch.set_num_threads(devices.head_threads(dev.type, threads_before))
+    try:
+        train_time_s = 0.0
+        for epoch in range(start_epoch + 1, epochs + 1):
+            t_epoch = time.perf_counter()
+            torch.manual_seed(sample_seed(seed, epoch, info.rank))  # dropout etc.: a function of (seed, epoch, rank)
+            set_train_mode(model, frozen)
+            lr_now = optimizer.param_groups[-1]["lr"]
+            with reporter.task(f"epoch {epoch}/{epochs}", len(train_sampler) * info.world_size) as advance:
+                if use_cache:
+                    loss_sum, correct, seen = _epoch_on_features(
+                        step, feats_train, labels_train, train_sampler, recipe["batch_size"], seed, epoch, dev,
+                        lambda k: advance(k * info.world_size))
+                else:
+                    keyed.set_epoch(epoch)
+                    loss_sum, correct, seen = _epoch_on_images(
+                        step, train_loader, dev, channels_last, lambda k: advance(k * info.world_size))
+            t_train = time.perf_counter() - t_epoch
+            loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info, dev)
+
+            model.eval()
             if use_cache:
-                train_sampler.set_epoch(epoch)
-                order = torch.tensor(list(train_sampler), dtype=torch.long)
-                views = torch.randint(feats_train.shape[0], (feats_train.shape[1],),
-                                      generator=torch.Generator().manual_seed(sample_seed(seed, epoch, -1)))
-                for start in range(0, len(order), recipe["batch_size"]):
-                    idx = order[start:start + recipe["batch_size"]]
-                    x = feats_train[views[idx].to(dev), idx.to(dev)]
-                    y = labels_train[idx].to(dev)
-                    l, c = step(x, y)
-                    loss_sum, correct, seen = loss_sum + l, correct + c, seen + len(idx)
-                    advance(len(idx) * info.world_size)
+                v_loss, v_correct, v_seen = _validate_features(model.head, feats_val, labels_val.to(dev), info, dev,
+                                                               amp_dtype, criterion)
             else:
-                keyed.set_epoch(epoch)
-                try:
-                    for x, y, _ in train_loader:
-                        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                        if channels_last:
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        l, c = step(x, y)
-                        loss_sum, correct, seen = loss_sum + l, correct + c, seen + y.shape[0]
-                        advance(y.shape[0] * info.world_size)
-                except DatasetError as err:
-                    raise unwrap_worker_error(err) from err
-        t_train = time.perf_counter() - t_epoch
-        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info, dev)
+                v_loss, v_correct, v_seen = _validate_images(model, val_loader, dev, amp_dtype, channels_last, criterion)
+            v_loss, v_correct, v_seen = all_reduce_sum([v_loss, v_correct, v_seen], info, dev)
+            scheduler.step()
 
-        model.eval()
-        if use_cache:
-            v_loss, v_correct, v_seen = _validate_features(model.head, feats_val, labels_val.to(dev), info, dev,
-                                                           amp_dtype, criterion)
-        else:
-            v_loss, v_correct, v_seen = _validate_images(model, val_loader, dev, amp_dtype, channels_last, criterion)
-        v_loss, v_correct, v_seen = all_reduce_sum([v_loss, v_correct, v_seen], info, dev)
-        scheduler.step()
-
-        epoch_time = time.perf_counter() - t_epoch
-        train_time_s += epoch_time
-        row = {
-            "epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-            "val_loss": v_loss / v_seen, "val_acc": v_correct / v_seen, "lr": lr_now,
-            "train_images": int(seen), "train_images_per_s": seen / t_train if t_train > 0 else 0.0,
-            "epoch_time_s": epoch_time, "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
-        }
-        history.append(row)
-        is_best = row["val_acc"] > best_val_acc or (row["val_acc"] == best_val_acc and row["val_loss"] < best_val_loss)
-        if is_best:
-            best_val_acc, best_val_loss, best_epoch = row["val_acc"], row["val_loss"], epoch
-        if info.is_main:
-            state = {
-                "edgeclf_version": __version__,
-                "arch": recipe["arch"], "weights": recipe["weights"],
-                "num_classes": len(classes), "class_names": classes,
-                "preprocess": cfg.to_dict(),
-                "model_args": {"hidden_dim": model.head[0].out_features, "dropout": recipe["dropout"]},
-                "model_state": _cpu_state_dict(model),
-                "split_sha256": manifest.sha256, "split_path": str(Path(split).resolve()),
-                "epoch": epoch, "epochs": epochs,
-                "best_val_acc": best_val_acc, "best_val_loss": best_val_loss, "best_epoch": best_epoch,
-                "val_acc": row["val_acc"],
-                "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(),
-                "scaler_state": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng_state": _rng_state(),
-                "history": history, "train_args": dict(recipe), "world_size": info.world_size,
-                "elapsed_s": row["elapsed_s"],
+            epoch_time = time.perf_counter() - t_epoch
+            train_time_s += epoch_time
+            row = {
+                "epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                "val_loss": v_loss / v_seen, "val_acc": v_correct / v_seen, "lr": lr_now,
+                "train_images": int(seen), "train_images_per_s": seen / t_train if t_train > 0 else 0.0,
+                "epoch_time_s": epoch_time, "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
             }
-            # best.pt first: a crash between the two writes leaves last.pt at the previous epoch,
-            # so a resume redoes this epoch and rewrites best.pt — never a best.pt older than
-            # the best epoch last.pt records.
+            history.append(row)
+            is_best = row["val_acc"] > best_val_acc or (row["val_acc"] == best_val_acc and row["val_loss"] < best_val_loss)
             if is_best:
-                save_checkpoint(state, best_path)
-            save_checkpoint(state, last_path)
-            write_history(out_dir, history)
-        reporter.epoch(row, epochs, is_best)
+                best_val_acc, best_val_loss, best_epoch = row["val_acc"], row["val_loss"], epoch
+            if info.is_main:
+                state = _checkpoint_state(
+                    recipe=recipe, classes=classes, cfg=cfg, model=model, split=split, split_sha256=manifest.sha256,
+                    epoch=epoch, epochs=epochs, best=(best_val_acc, best_val_loss, best_epoch), row=row,
+                    optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history, info=info)
+                # best.pt first: a crash between the two writes leaves last.pt at the previous epoch,
+                # so a resume redoes this epoch and rewrites best.pt — never a best.pt older than
+                # the best epoch last.pt records.
+                if is_best:
+                    save_checkpoint(state, best_path)
+                save_checkpoint(state, last_path)
+                write_history(out_dir, history)
+            reporter.epoch(row, epochs, is_best)
+    finally:
+        torch.set_num_threads(threads_before)
 
     if start_epoch >= epochs:
         reporter.info(f"{resume}: already trained for {epochs} epochs; nothing to do")
@@ -509,6 +486,64 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
         feature_time_s=feature_time_s, train_time_s=train_time_s, device=str(dev),
         amp=devices.describe_amp(amp_dtype), world_size=info.world_size, start_epoch=start_epoch,
     )
+
+
+def _checkpoint_state(*, recipe: dict, classes: list[str], cfg, model: Classifier, split, split_sha256: str,
+                      epoch: int, epochs: int, best: tuple[float, float, int], row: dict, optimizer, scheduler,
+                      scaler, history: list[dict], info: DistInfo) -> dict[str, Any]:
+    """The checkpoint dict (format documented in :mod:`train.checkpoint`) after ``epoch``."""
+    return {
+        "edgeclf_version": __version__,
+        "arch": recipe["arch"], "weights": recipe["weights"],
+        "num_classes": len(classes), "class_names": classes,
+        "preprocess": cfg.to_dict(),
+        "model_args": {"hidden_dim": model.head[0].out_features, "dropout": recipe["dropout"]},
+        "model_state": _cpu_state_dict(model),
+        "split_sha256": split_sha256, "split_path": str(Path(split).resolve()),
+        "epoch": epoch, "epochs": epochs,
+        "best_val_acc": best[0], "best_val_loss": best[1], "best_epoch": best[2],
+        "val_acc": row["val_acc"], "val_loss": row["val_loss"],
+        "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(),
+        "scaler_state": scaler.state_dict() if scaler.is_enabled() else None,
+        "rng_state": _rng_state(),
+        "history": history, "train_args": dict(recipe), "world_size": info.world_size,
+        "elapsed_s": row["elapsed_s"],
+    }
+
+
+def _epoch_on_features(step: Callable, feats: torch.Tensor, labels: torch.Tensor, sampler, batch_size: int,
+                       seed: int, epoch: int, dev: torch.device, advance: Callable[[int], None]) -> tuple[float, int, int]:
+    """One head epoch on cached features (V, N, D): this process's shuffled share, one random view
+    per image (drawn from (seed, epoch)). Returns (loss sum, correct, images) of this process."""
+    sampler.set_epoch(epoch)
+    order = torch.tensor(list(sampler), dtype=torch.long)
+    views = torch.randint(feats.shape[0], (feats.shape[1],),
+                          generator=torch.Generator().manual_seed(sample_seed(seed, epoch, -1)))
+    loss_sum, correct, seen = 0.0, 0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x = feats[views[idx].to(dev), idx.to(dev)]  # (B, D)
+        l, c = step(x, labels[idx].to(dev))
+        loss_sum, correct, seen = loss_sum + l, correct + c, seen + len(idx)
+        advance(len(idx))
+    return loss_sum, correct, seen
+
+
+def _epoch_on_images(step: Callable, loader, dev: torch.device, channels_last: bool,
+                     advance: Callable[[int], None]) -> tuple[float, int, int]:
+    """One epoch decoding, augmenting and running the whole model. Returns (loss sum, correct, images)."""
+    loss_sum, correct, seen = 0.0, 0, 0
+    try:
+        for x, y, _ in loader:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)  # (B, 3, H, W), (B,)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            l, c = step(x, y)
+            loss_sum, correct, seen = loss_sum + l, correct + c, seen + y.shape[0]
+            advance(y.shape[0])
+    except DatasetError as err:
+        raise unwrap_worker_error(err) from err
+    return loss_sum, correct, seen
 
 
 def _cached_features(model: Classifier, recipe: dict, split_sha256: str, cfg, train_items, val_items,
