@@ -207,6 +207,9 @@ def test_resume_uses_checkpoint_recipe_and_refuses_conflicts(tmp_path, tiny_spli
     assert again.start_epoch == 1 and len(again.history) == 1 and again.epochs == 1
     with pytest.raises(UsageError, match="lr=0.01"):
         train_model(tiny_split, tmp_path / "run", resume=first.last_checkpoint, lr=1e-2, **FAST)
+    other = train_model(tiny_split, tmp_path / "other", epochs=1, **FAST)
+    with pytest.raises(UsageError, match="another run's last.pt"):
+        train_model(tiny_split, other.run_dir, resume=first.last_checkpoint, **FAST)
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Row keys (:data:`HISTORY_FIELDS`), units in the names where they have one:
 ``epoch`` (1-based), ``train_loss``/``val_loss`` (mean cross-entropy per image), ``train_acc``/
 ``val_acc`` (top-1 as a fraction; train accuracy is measured with dropout on, on augmented inputs
 when there are any), ``lr`` (head learning rate used in the epoch), ``train_images`` (images seen,
-all processes), ``train_images_per_s``, ``epoch_time_s`` (train + validation), ``elapsed_s``
+all processes), ``train_images_per_s`` (training phase only; with the feature cache these are
+cached feature rows per second), ``epoch_time_s`` (train + validation), ``elapsed_s``
 (wall time since the run started, summed over resumes; feature extraction included).
 
 The timing columns (:data:`TIMING_FIELDS`) naturally differ between two runs; every other column

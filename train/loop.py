@@ -281,6 +281,9 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
                 " resume with the split.json it was trained on, or start a new run"
             )
         recipe = _recipe_for_resume(given, ckpt, resume)
+        if last_path.exists() and last_path.resolve() != resume.resolve() and resume.resolve().parent != out_dir.resolve():
+            raise UsageError(f"--out {out_dir}: holds another run's last.pt; resume into the folder of {resume}"
+                             " or into a new --out")
     else:
         recipe = dict(given)
         existing = [p.name for p in (last_path, best_path) if p.exists()]
