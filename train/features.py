@@ -30,8 +30,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .datasets import VIEW_STREAM, ImageListDataset, KeyedSampler, unwrap_worker_error
-from .distributed import DistInfo, gather_rows
+from .distributed import DistInfo, all_agree, gather_rows
 from .errors import DatasetError
+from .progress import Reporter
 
 FEATURE_CACHE_FILE = "features.pt"
 CACHE_FORMAT = "edgeclf.features"
@@ -151,3 +152,36 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+
+def cached_or_extract(model: nn.Module, recipe: dict, split_sha256: str, cfg, train_items, val_items,
+                     out_dir: Path, dev: torch.device, info: DistInfo, amp_dtype, channels_last: bool,
+                     n_workers: int, reporter: Reporter) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Train features (V, N, D), V = 1 + aug_views, and val features (N_val, D), float32 on CPU:
+    from ``RUN_DIR/features.pt`` when its key matches on every process, else extracted with
+    ``model.backbone`` (and saved by rank 0). Returns them with the extraction time in seconds
+    (0.0 when loaded)."""
+    key = cache_key(arch=recipe["arch"], weights=recipe["weights"], split_sha256=split_sha256,
+                    preprocess=cfg.to_dict(), aug_views=recipe["aug_views"], seed=recipe["seed"],
+                    num_train=len(train_items), num_val=len(val_items))
+    path = out_dir / FEATURE_CACHE_FILE
+    cached = load_feature_cache(path, key)
+    if all_agree(cached is not None, info, dev):
+        reporter.info(f"features: reusing {path} (extracted in {cached['extract_time_s']:.1f} s)")
+        return cached["train"], cached["val"], 0.0
+    views = 1 + int(recipe["aug_views"])
+    train_ds = ImageListDataset(train_items, cfg, augment=views > 1)
+    val_ds = ImageListDataset(val_items, cfg)
+    common = dict(batch_size=64 if dev.type == "cpu" else 256, device=dev, amp_dtype=amp_dtype,
+                  channels_last=channels_last, workers=n_workers, info=info, run_seed=int(recipe["seed"]))
+    with Timer() as timer, reporter.task("features", views * len(train_ds) + len(val_ds)) as advance:
+        train = torch.stack([extract_features(model.backbone, train_ds, view=v, on_batch=advance, **common)
+                             for v in range(views)])
+        val = extract_features(model.backbone, val_ds, view=0, on_batch=advance, **common)
+    n_images = views * len(train_ds) + len(val_ds)
+    reporter.info(f"features: {n_images} images in {timer.seconds:.1f} s ({n_images / timer.seconds:.1f} img/s)"
+                  f" → (views {views}, train {len(train_ds)}, val {len(val_ds)}, dim {train.shape[-1]})")
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_feature_cache(path, key, train, val, timer.seconds)
+    return train, val, timer.seconds

@@ -31,30 +31,28 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
-from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
-from runtime._version import __version__
 from runtime.manifest import load_manifest
 
 from . import devices
 from .checkpoint import load_checkpoint, save_checkpoint
-from .datasets import ImageListDataset, KeyedSampler, sample_seed, unwrap_worker_error
-from .distributed import DistInfo, all_agree, all_reduce_sum, barrier, env_world, init_distributed
+from .datasets import ImageListDataset, KeyedSampler, sample_seed
+from .distributed import DistInfo, all_reduce_sum, barrier, env_world, init_distributed
+from .epochs import epoch_on_features, epoch_on_images, validate_features, validate_images
 from .errors import CheckpointError, DatasetError, UsageError
-from .features import (FEATURE_CACHE_FILE, Timer, cache_key, extract_features, load_feature_cache,
-                       save_feature_cache)
+from .features import cached_or_extract
 from .history import write_history
 from .models import Classifier, build_model, get_backbone
 from .progress import Reporter
 from .recipe import RECIPE_DEFAULTS
+from .state import checkpoint_state, seed_all, set_rng_state
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -114,37 +112,6 @@ def param_groups(model: Classifier, lr: float, unfreeze: bool, backbone_lr_mult:
         groups.insert(0, {"params": [p for p in model.backbone.parameters() if p.requires_grad],
                           "lr": lr * backbone_lr_mult})
     return groups
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].copy()), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy(), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-
-
-def _cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
 def _validate_args(epochs: int, batch_size: int, lr: float, aug_views: int, workers: int | None,
@@ -325,7 +292,7 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
     pin = devices.use_pin_memory(dev.type)
 
     # Model: seeded init; a resumed run takes every tensor from the checkpoint (no download).
-    _seed_all(seed)
+    seed_all(seed)
     model = build_model(recipe["arch"], len(classes), "none" if ckpt is not None else recipe["weights"],
                         dropout=recipe["dropout"])
     if ckpt is not None:
@@ -364,7 +331,7 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
         best_epoch = int(ckpt.get("best_epoch", 0))
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
         if ckpt.get("rng_state"):
-            _set_rng_state(ckpt["rng_state"])
+            set_rng_state(ckpt["rng_state"])
 
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -386,7 +353,7 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
     feature_time_s = 0.0
 
     if use_cache:
-        feats_train, feats_val, feature_time_s = _cached_features(
+        feats_train, feats_val, feature_time_s = cached_or_extract(
             model, recipe, manifest.sha256, cfg, train_items, val_items, out_dir, dev, info, amp_dtype,
             channels_last, n_workers, reporter)
         feats_train, feats_val = feats_train.to(dev), feats_val.to(dev)
@@ -428,22 +395,22 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
             lr_now = optimizer.param_groups[-1]["lr"]
             with reporter.task(f"epoch {epoch}/{epochs}", len(train_sampler) * info.world_size) as advance:
                 if use_cache:
-                    loss_sum, correct, seen = _epoch_on_features(
+                    loss_sum, correct, seen = epoch_on_features(
                         step, feats_train, labels_train, train_sampler, recipe["batch_size"], seed, epoch, dev,
                         lambda k: advance(k * info.world_size))
                 else:
                     keyed.set_epoch(epoch)
-                    loss_sum, correct, seen = _epoch_on_images(
+                    loss_sum, correct, seen = epoch_on_images(
                         step, train_loader, dev, channels_last, lambda k: advance(k * info.world_size))
             t_train = time.perf_counter() - t_epoch
             loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info, dev)
 
             model.eval()
             if use_cache:
-                v_loss, v_correct, v_seen = _validate_features(model.head, feats_val, labels_val.to(dev), info, dev,
+                v_loss, v_correct, v_seen = validate_features(model.head, feats_val, labels_val.to(dev), info, dev,
                                                                amp_dtype, criterion)
             else:
-                v_loss, v_correct, v_seen = _validate_images(model, val_loader, dev, amp_dtype, channels_last, criterion)
+                v_loss, v_correct, v_seen = validate_images(model, val_loader, dev, amp_dtype, channels_last, criterion)
             v_loss, v_correct, v_seen = all_reduce_sum([v_loss, v_correct, v_seen], info, dev)
             scheduler.step()
 
@@ -460,7 +427,7 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
             if is_best:
                 best_val_acc, best_val_loss, best_epoch = row["val_acc"], row["val_loss"], epoch
             if info.is_main:
-                state = _checkpoint_state(
+                state = checkpoint_state(
                     recipe=recipe, classes=classes, cfg=cfg, model=model, split=split, split_sha256=manifest.sha256,
                     epoch=epoch, epochs=epochs, best=(best_val_acc, best_val_loss, best_epoch), row=row,
                     optimizer=optimizer, scheduler=scheduler, scaler=scaler, history=history, info=info)
@@ -491,126 +458,3 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
     )
 
 
-def _checkpoint_state(*, recipe: dict, classes: list[str], cfg, model: Classifier, split, split_sha256: str,
-                      epoch: int, epochs: int, best: tuple[float, float, int], row: dict, optimizer, scheduler,
-                      scaler, history: list[dict], info: DistInfo) -> dict[str, Any]:
-    """The checkpoint dict (format documented in :mod:`train.checkpoint`) after ``epoch``."""
-    return {
-        "edgeclf_version": __version__,
-        "arch": recipe["arch"], "weights": recipe["weights"],
-        "num_classes": len(classes), "class_names": classes,
-        "preprocess": cfg.to_dict(),
-        "model_args": {"hidden_dim": model.head[0].out_features, "dropout": recipe["dropout"]},
-        "model_state": _cpu_state_dict(model),
-        "split_sha256": split_sha256, "split_path": str(Path(split).resolve()),
-        "epoch": epoch, "epochs": epochs,
-        "best_val_acc": best[0], "best_val_loss": best[1], "best_epoch": best[2],
-        "val_acc": row["val_acc"], "val_loss": row["val_loss"],
-        "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(),
-        "scaler_state": scaler.state_dict() if scaler.is_enabled() else None,
-        "rng_state": _rng_state(),
-        "history": history, "train_args": dict(recipe), "world_size": info.world_size,
-        "elapsed_s": row["elapsed_s"],
-    }
-
-
-def _epoch_on_features(step: Callable, feats: torch.Tensor, labels: torch.Tensor, sampler, batch_size: int,
-                       seed: int, epoch: int, dev: torch.device, advance: Callable[[int], None]) -> tuple[float, int, int]:
-    """One head epoch on cached features (V, N, D): this process's shuffled share, one random view
-    per image (drawn from (seed, epoch)). Returns (loss sum, correct, images) of this process."""
-    sampler.set_epoch(epoch)
-    order = torch.tensor(list(sampler), dtype=torch.long)
-    views = torch.randint(feats.shape[0], (feats.shape[1],),
-                          generator=torch.Generator().manual_seed(sample_seed(seed, epoch, -1)))
-    loss_sum, correct, seen = 0.0, 0, 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        x = feats[views[idx].to(dev), idx.to(dev)]  # (B, D)
-        l, c = step(x, labels[idx].to(dev))
-        loss_sum, correct, seen = loss_sum + l, correct + c, seen + len(idx)
-        advance(len(idx))
-    return loss_sum, correct, seen
-
-
-def _epoch_on_images(step: Callable, loader, dev: torch.device, channels_last: bool,
-                     advance: Callable[[int], None]) -> tuple[float, int, int]:
-    """One epoch decoding, augmenting and running the whole model. Returns (loss sum, correct, images)."""
-    loss_sum, correct, seen = 0.0, 0, 0
-    try:
-        for x, y, _ in loader:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)  # (B, 3, H, W), (B,)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            l, c = step(x, y)
-            loss_sum, correct, seen = loss_sum + l, correct + c, seen + y.shape[0]
-            advance(y.shape[0])
-    except DatasetError as err:
-        raise unwrap_worker_error(err) from err
-    return loss_sum, correct, seen
-
-
-def _cached_features(model: Classifier, recipe: dict, split_sha256: str, cfg, train_items, val_items,
-                     out_dir: Path, dev: torch.device, info: DistInfo, amp_dtype, channels_last: bool,
-                     n_workers: int, reporter: Reporter) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Train features (V, N, D) and val features (N_val, D): from ``RUN_DIR/features.pt`` when it
-    matches, else extracted (and saved by rank 0). Returns them with the extraction seconds."""
-    key = cache_key(arch=recipe["arch"], weights=recipe["weights"], split_sha256=split_sha256,
-                    preprocess=cfg.to_dict(), aug_views=recipe["aug_views"], seed=recipe["seed"],
-                    num_train=len(train_items), num_val=len(val_items))
-    path = out_dir / FEATURE_CACHE_FILE
-    cached = load_feature_cache(path, key)
-    if all_agree(cached is not None, info, dev):
-        reporter.info(f"features: reusing {path} (extracted in {cached['extract_time_s']:.1f} s)")
-        return cached["train"], cached["val"], 0.0
-    views = 1 + int(recipe["aug_views"])
-    train_ds = ImageListDataset(train_items, cfg, augment=views > 1)
-    val_ds = ImageListDataset(val_items, cfg)
-    common = dict(batch_size=64 if dev.type == "cpu" else 256, device=dev, amp_dtype=amp_dtype,
-                  channels_last=channels_last, workers=n_workers, info=info, run_seed=int(recipe["seed"]))
-    with Timer() as timer, reporter.task("features", views * len(train_ds) + len(val_ds)) as advance:
-        train = torch.stack([extract_features(model.backbone, train_ds, view=v, on_batch=advance, **common)
-                             for v in range(views)])
-        val = extract_features(model.backbone, val_ds, view=0, on_batch=advance, **common)
-    n_images = views * len(train_ds) + len(val_ds)
-    reporter.info(f"features: {n_images} images in {timer.seconds:.1f} s ({n_images / timer.seconds:.1f} img/s)"
-                  f" → (views {views}, train {len(train_ds)}, val {len(val_ds)}, dim {train.shape[-1]})")
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_feature_cache(path, key, train, val, timer.seconds)
-    return train, val, timer.seconds
-
-
-@torch.no_grad()
-def _validate_features(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, info: DistInfo,
-                       dev: torch.device, amp_dtype, criterion) -> tuple[float, int, int]:
-    """(loss sum, correct, count) of this process's share (rows rank, rank+W, …) of cached val features."""
-    head.eval()
-    idx = torch.arange(info.rank, feats.shape[0], info.world_size, device=dev)
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(idx), 1024):
-        b = idx[start:start + 1024]
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = head(feats[b]).float()
-        loss_sum += float(criterion(logits, labels[b])) * len(b)
-        correct += int((logits.argmax(1) == labels[b]).sum())
-    return loss_sum, correct, len(idx)
-
-
-@torch.no_grad()
-def _validate_images(model: nn.Module, loader: Iterable, dev: torch.device, amp_dtype, channels_last: bool,
-                     criterion) -> tuple[float, int, int]:
-    """(loss sum, correct, count) of this process's share of the val images (eval transform)."""
-    loss_sum, correct, seen = 0.0, 0, 0
-    try:
-        for x, y, _ in loader:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(x).float()
-            loss_sum += float(criterion(logits, y)) * y.shape[0]
-            correct += int((logits.argmax(1) == y).sum())
-            seen += y.shape[0]
-    except DatasetError as err:
-        raise unwrap_worker_error(err) from err
-    return loss_sum, correct, seen
