@@ -10,13 +10,19 @@ Format (``format == "edgeclf.checkpoint"``, ``schema_version == 1``)::
       "model_args": {"hidden_dim": 1280, "dropout": 0.4},
       "model_state": state_dict of the whole Classifier (backbone.* and head.*),
       "split_sha256": "…",                                        # sha256 of split.json's bytes
+      "split_path": "/abs/split.json",                            # where it was (informative)
       "epoch": 12, "epochs": 30,                                   # epochs completed / planned
-      "best_val_acc": 0.98, "best_epoch": 9,
+      "val_acc": 0.99, "val_loss": 0.02,                           # of this epoch
+      "best_val_acc": 0.995, "best_val_loss": 0.02, "best_epoch": 9,
       "optimizer_state": …, "scheduler_state": …, "scaler_state": … or None,
-      "rng_state": {"python": …, "numpy": …, "torch": …, "cuda": […]},
-      "history": [{"epoch": 1, "train_loss": …, …}, …],
-      "train_args": {…},                                          # the hyper-parameters used
+      "rng_state": {"python": …, "numpy": {"keys": tensor, …}, "torch": …, "cuda": […]},
+      "history": [{"epoch": 1, "train_loss": …, …}, …],          # see train.history
+      "train_args": {…},                                          # the recipe (train.recipe keys)
+      "world_size": 1, "elapsed_s": 250.0,                         # processes; wall time so far
     }
+
+``best.pt`` and ``last.pt`` have the same format (``best.pt`` is the state after the epoch with
+the best validation accuracy, ties broken by the lower validation loss).
 
 No pickled objects beyond tensors and builtins (so ``torch.load(weights_only=True)`` reads it),
 never an argparse ``Namespace``.

@@ -95,11 +95,21 @@ def _build_resnet50(weights: str) -> nn.Module:
     return model
 
 
+def _load_non_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> tuple[list[str], list[str]]:
+    """``load_state_dict(strict=False)``; a shape mismatch (which raises even then) → WeightsError."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines()[1:3])
+        raise WeightsError(f"--weights {path}: state dict does not fit this backbone ({detail})") from err
+    return list(missing), list(unexpected)
+
+
 def _load_backbone_file(model: nn.Module, path: Path) -> None:
     """Load a torchvision-style state dict; the 1000-way ``fc`` may be present or absent."""
     state = _load_state_dict_file(path)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = _load_non_strict(model, state, path)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise WeightsError(
@@ -161,12 +171,28 @@ def _build_efficientnet_lite0(weights: str) -> nn.Module:
         path = Path(weights)
         state = _load_state_dict_file(path)
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = _load_non_strict(model, state, path)
         missing = [k for k in missing if not k.startswith("classifier.")]
         if missing or unexpected:
             raise WeightsError(f"--weights {path}: state dict does not fit efficientnet_lite0"
                                f" (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.reset_classifier(0)  # pooled features (N, 1280)
+    return model
+
+
+def _build_tiny_cnn(weights: str) -> nn.Module:
+    """Two conv+BatchNorm blocks → global average pool: (N, 3, 32, 32) → (N, 16). ~1.4 k parameters.
+
+    For tests and smoke runs (like timm's ``test_*`` models): no pretrained weights exist, so
+    ``weights`` is ``"none"`` or a state dict file of this same module.
+    """
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+    if weights != "none":
+        _load_into(model, _load_state_dict_file(Path(weights)), f"--weights {weights}")
     return model
 
 
@@ -187,6 +213,15 @@ BACKBONES: dict[str, BackboneSpec] = {
         build=_build_efficientnet_lite0,
         default_weights="IMAGENET",
         weight_choices=("IMAGENET",),
+    ),
+    # Random-init test backbone (tests, smoke runs, DDP checks): 32 px inputs, 16 features.
+    "tiny_cnn": BackboneSpec(
+        name="tiny_cnn",
+        feature_dim=16,
+        preprocess=PreprocessConfig(crop_size=32, resize_size=36, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        build=_build_tiny_cnn,
+        default_weights="none",
+        weight_choices=(),
     ),
 }
 
@@ -230,7 +265,8 @@ def make_head(feature_dim: int, num_classes: int, hidden_dim: int, dropout: floa
     )
 
 
-def build_model(arch: str, num_classes: int, weights: str | None = None) -> Classifier:
+def build_model(arch: str, num_classes: int, weights: str | None = None, *,
+                hidden_dim: int | None = None, dropout: float = HEAD_DROPOUT) -> Classifier:
     """Build a :class:`Classifier` for ``num_classes`` on the registered backbone ``arch``.
 
     Args:
@@ -242,6 +278,8 @@ def build_model(arch: str, num_classes: int, weights: str | None = None) -> Clas
         UsageError: unknown arch or weights name.
         WeightsError: weights cannot be downloaded/found/loaded (offline: fails within seconds,
             naming the expected torch hub cache file).
+        hidden_dim: width of the head's hidden layer (default: the feature width D).
+        dropout: dropout probability between the head's two Linear layers.
     """
     spec = get_backbone(arch)
     weights = spec.default_weights if weights is None else weights
@@ -253,4 +291,4 @@ def build_model(arch: str, num_classes: int, weights: str | None = None) -> Clas
             " or a path to a state dict file"
         )
     backbone = spec.build(weights)
-    return Classifier(backbone, spec.feature_dim, num_classes)
+    return Classifier(backbone, spec.feature_dim, num_classes, hidden_dim=hidden_dim, dropout=dropout)

@@ -1,13 +1,76 @@
-"""`edgeclf evaluate` — stub until its issue lands."""
+"""`edgeclf evaluate` — metrics of a checkpoint on a split subset (thin layer over
+:func:`train.evaluate.evaluate_checkpoint`)."""
 
-from . import not_implemented
+from __future__ import annotations
 
-HELP = "evaluate (not implemented yet)"
+HELP = "top-1/top-3, per-class precision/recall/F1 and confusion matrix of a checkpoint"
+DESCRIPTION = """\
+Evaluate a training checkpoint on a subset (default: test) of a split manifest: top-1 and top-3
+accuracy, per-class precision/recall/F1 and support, the confusion matrix (rows = true class),
+and the misclassified files with their top-3. Prints tables and writes JSON (default
+RUN_DIR/eval_<subset>.json beside the checkpoint).
+
+example:
+  edgeclf evaluate runs/eff/best.pt --split split.json
+"""
+
+#: Misclassified files shown on screen (the JSON lists all of them).
+SHOWN_MISCLASSIFIED = 20
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("checkpoint", metavar="RUN_DIR/best.pt", help="checkpoint written by edgeclf train")
+    parser.add_argument("--split", required=True, metavar="SPLIT.json", help="split manifest")
+    parser.add_argument("--subset", default="test", choices=("train", "val", "test"), help="default: test")
+    parser.add_argument("--json", dest="json_out", metavar="OUT.json", default=None,
+                        help="report file (default: RUN_DIR/eval_<subset>.json)")
+    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
+    parser.add_argument("--data-root", default=None, help="images folder, if moved since the split was written")
+
+
+def render(report: dict) -> None:
+    """Rich tables: summary, per-class metrics, confusion matrix, first misclassified files."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    names = report["class_names"]
+    console.print(
+        f"[bold]{report['subset']}[/]: {report['num_images']} images · top-1 {report['top1']:.2%}"
+        f" · top-3 {report['top3']:.2%} · macro F1 {report['macro_f1']:.4f}"
+        + ("" if report["split_matches_checkpoint"] else " · [yellow]split differs from the training split[/]")
+    )
+    per = Table(title="per class")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        per.add_column(col, justify="left" if col == "class" else "right")
+    for name in names:
+        m = report["per_class"][name]
+        per.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.print(per)
+    conf = Table(title="confusion matrix (rows: true class, columns: predicted class #)")
+    conf.add_column("# true")
+    for j in range(len(names)):
+        conf.add_column(str(j), justify="right")
+    for j, (name, row) in enumerate(zip(names, report["confusion"])):
+        conf.add_row(f"{j} {name}", *[str(v) if v else "·" for v in row])
+    console.print(conf)
+    wrong = report["misclassified"]
+    if wrong:
+        console.print(f"misclassified: {len(wrong)}" + (f" (first {SHOWN_MISCLASSIFIED})" if len(wrong) > SHOWN_MISCLASSIFIED else ""))
+        for item in wrong[:SHOWN_MISCLASSIFIED]:
+            top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top3"])
+            console.print(f"  {item['path']}  true {item['true']} → {top}")
 
 
 def run(args) -> int:
-    return not_implemented("evaluate")
+    from pathlib import Path
+
+    from train.evaluate import evaluate_checkpoint
+
+    json_out = args.json_out or Path(args.checkpoint).resolve().parent / f"eval_{args.subset}.json"
+    report = evaluate_checkpoint(args.checkpoint, args.split, subset=args.subset, json_out=json_out,
+                                 batch_size=args.batch_size, device=args.device, data_root=args.data_root)
+    render(report)
+    print(f"wrote {json_out}")
+    return 0
