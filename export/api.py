@@ -241,7 +241,10 @@ def export_checkpoint(
             "formats": gate_rows,
         }
         if failed:
-            raise GateError(f"export gate failed, nothing written to {out_dir}: " + "; ".join(failed), report)
+            hint = ""
+            if all(row["gate"] == "accuracy" for row in gate_rows.values() if not row["passed"]):
+                hint = " (the fp32 formats passed: re-run without --fp16/--int8, or raise --max-accuracy-drop)"
+            raise GateError(f"export gate failed, nothing written to {out_dir}: " + "; ".join(failed) + hint, report)
         (tmp / PARITY_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
         description = {

@@ -183,9 +183,10 @@ def render_table(report: dict):
                         f" — {'PASSED' if ok else 'FAILED'}")
     for col in ("format", "gate", "images", "batch", "max |Δlogit|", "mean |Δlogit|", "max |Δp|",
                 "mean |Δp|", "top-1 agree", "top-3 agree", "top-1 acc", "result"):
-        table.add_column(col, justify="left" if col in ("format", "gate", "result") else "right")
+        table.add_column(col, justify="left" if col in ("format", "gate", "result") else "right",
+                         no_wrap=True)
     for name, e in report["formats"].items():
-        acc = (f"{e['top1_accuracy']:.2f}% (fp32 {e['fp32_top1_accuracy']:.2f}%)"
+        acc = (f"{e['top1_accuracy']:.2f}% (fp32 {e['fp32_top1_accuracy']:.2f})"
                if e["gate"] == "accuracy" else "")
         table.add_row(
             name, e["gate"], str(e["images"]), ",".join(map(str, e["batch_sizes"])),

@@ -9,6 +9,12 @@ Settings and why:
   lose too much on depthwise convolutions (EfficientNet) and on a freshly trained head.
 * ``CalibrationMethod.MinMax`` over up to 200 *training* images (never the test images the gate
   scores), preprocessed exactly like at inference.
+* The stem stays float: nodes that read the model input directly (the first Conv) are excluded.
+  It sees the raw 3-channel image, holds ~1-3 % of the MACs, and is the most quantization-sensitive
+  layer. Measured on the nine-class EfficientNet-Lite0 checkpoint (203 test images, CPU provider):
+  everything quantized → 98.03 % top-1 vs 100 % fp32 (a 1.97-point drop, failing the 1.0-point
+  gate; Percentile or Entropy calibration and uint8 activations did not fix it: 98.03/98.03/98.52);
+  stem in float → 100 %, top-1 agreement 100 %.
 * ``quant_pre_process`` first (shape inference + graph optimisation), as ORT's guide asks.
 """
 
@@ -49,9 +55,14 @@ def calibration_reader(inputs: np.ndarray, batch_size: int = CALIBRATION_BATCH_S
     return _Reader()
 
 
+def stem_nodes(proto) -> list[str]:
+    """Names of the nodes that consume the graph input ``input`` (the stem convolution)."""
+    return [n.name for n in proto.graph.node if INPUT_NAME in n.input]
+
+
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration_inputs: np.ndarray,
                   metadata: dict[str, str], scratch: str | os.PathLike) -> tuple[Path, dict]:
-    """Statically quantize the fp32 ONNX file ``src`` to ``dst`` (QDQ, S8S8, per-channel).
+    """Statically quantize the fp32 ONNX file ``src`` to ``dst`` (QDQ, S8S8, per-channel, stem float).
 
     Args:
         src: fp32 ``model.onnx``.
@@ -75,11 +86,12 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration_in
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            stem = stem_nodes(onnx.load(str(pre), load_external_data=False))
             quantize_static(
                 str(pre), str(dst), calibration_reader(calibration_inputs),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=stem,
             )
     except (RuntimeError, ValueError, KeyError, onnx.checker.ValidationError) as err:
         raise ExportError(f"onnx-int8: onnxruntime static quantization failed ({type(err).__name__}: {err})") from err
@@ -93,5 +105,6 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration_in
         "quant_format": "QDQ", "activation_type": "int8", "weight_type": "int8", "per_channel": True,
         "calibrate_method": "MinMax", "calibration_subset": "train",
         "calibration_images": int(len(calibration_inputs)),
+        "float_nodes": stem,
     }
     return Path(dst), settings

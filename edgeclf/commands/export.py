@@ -52,13 +52,14 @@ def run(args) -> int:
     from runtime.artifact import PARITY_JSON
 
     console = Console()
-    err_console = Console(stderr=True)
+    if not console.is_terminal:  # logs and CI: wide enough for the gate table, no wrapping
+        console = Console(width=160)
     try:
         description = export_checkpoint(
             args.checkpoint, args.out, formats=args.formats, opset=args.opset, split=args.split,
             fp16=args.fp16, int8=args.int8, force=args.force, max_parity_images=args.max_parity_images,
             max_accuracy_drop=args.max_accuracy_drop, calibration_images=args.calibration_images,
-            progress=lambda msg: err_console.print(f"[dim]{msg}…[/]"),
+            progress=lambda msg: console.print(f"[dim]{msg}…[/]", soft_wrap=True),
         )
     except GateError as err:
         _print_report(console, err.report)
