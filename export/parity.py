@@ -181,13 +181,11 @@ def render_table(report: dict):
     ok = report.get("passed")
     table = Table(title=f"export gates on {report['images']['count']} test images"
                         f" — {'PASSED' if ok else 'FAILED'}")
-    for col in ("format", "gate", "images", "batch", "max |Δlogit|", "mean |Δlogit|", "max |Δp|",
-                "mean |Δp|", "top-1 agree", "top-3 agree", "top-1 acc", "result"):
-        table.add_column(col, justify="left" if col in ("format", "gate", "result") else "right",
-                         no_wrap=True)
+    for col in ("format", "gate", "n", "batch", "max|Δlogit|", "mean|Δlogit|", "max|Δp|", "mean|Δp|",
+                "top-1", "top-3", "top-1 acc vs fp32", "result"):
+        table.add_column(col, justify="left" if col in ("format", "gate", "result") else "right", no_wrap=True)
     for name, e in report["formats"].items():
-        acc = (f"{e['top1_accuracy']:.2f}% (fp32 {e['fp32_top1_accuracy']:.2f})"
-               if e["gate"] == "accuracy" else "")
+        acc = f"{e['top1_accuracy']:.2f}% vs {e['fp32_top1_accuracy']:.2f}%" if e["gate"] == "accuracy" else ""
         table.add_row(
             name, e["gate"], str(e["images"]), ",".join(map(str, e["batch_sizes"])),
             f"{e['max_abs_logit_diff']:.2e}", f"{e['mean_abs_logit_diff']:.2e}",

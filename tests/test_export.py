@@ -234,3 +234,25 @@ def test_export_refuses_split_with_other_classes(tmp_path):
     with pytest.raises(ManifestError, match="other.json"):
         export_checkpoint(ckpt, tmp_path / "artifact", split=other)
     assert not (tmp_path / "artifact").exists()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device for onnxruntime's CUDAExecutionProvider")
+def test_fp16_on_cuda_provider_agrees_with_fp32(exported):
+    """fp16 is meant for GPU providers: on CUDA it must run on CUDA (no silent CPU fallback) and agree."""
+    import onnxruntime as ort
+
+    art, ckpt, split, _ = exported
+    x, _ = _test_inputs(split)
+    sess = ort.InferenceSession(str(art / FORMAT_FILES["onnx-fp16"]),
+                                providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert sess.get_providers()[0] == "CUDAExecutionProvider"
+    got = sess.run(None, {"input": x})[0]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.argmax(1), _eager(ckpt, x).argmax(1))

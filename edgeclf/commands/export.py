@@ -53,7 +53,7 @@ def run(args) -> int:
 
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for the gate table, no wrapping
-        console = Console(width=160)
+        console = Console(width=180)
     try:
         description = export_checkpoint(
             args.checkpoint, args.out, formats=args.formats, opset=args.opset, split=args.split,
