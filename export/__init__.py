@@ -1,1 +1,10 @@
-"""edgeclf export: checkpoint → TorchScript / ONNX artifacts behind parity gates (issue 4)."""
+"""edgeclf export: checkpoint → TorchScript / ONNX artifacts behind parity gates (issue 4).
+
+``from export import export_checkpoint`` is the API; ``edgeclf export`` is a thin CLI over it.
+torch, onnx and onnxruntime are imported inside the functions that need them.
+"""
+
+from .api import FORMATS, export_checkpoint, parse_formats
+from .errors import ExportError, GateError
+
+__all__ = ["FORMATS", "ExportError", "GateError", "export_checkpoint", "parse_formats"]

@@ -1,0 +1,196 @@
+"""The gates: fp32 parity (equality within tolerance) and reduced-precision accuracy.
+
+All comparisons are on logits of shape (N, C) float32 produced from the same preprocessed images.
+Probabilities are ``softmax`` computed in float64 from those logits. Every number lands in
+``parity.json``; :func:`failures` lists what failed, so the caller can check everything and raise
+once.
+
+fp32 gate (each of TorchScript, TorchScript after ``optimize_for_inference``, ONNX under
+onnxruntime's default graph optimisations, and ONNX with them disabled, i.e. the graph exactly as
+written), at every batch size in :data:`PARITY_BATCH_SIZES`:  max |Δ softmax probability| <= :data:`MAX_ABS_PROB_DIFF` and
+the same top-1 class for every image.
+
+Accuracy gate (onnx-fp16, onnx-int8): top-1 accuracy on the test split, in percentage points,
+at most ``max_accuracy_drop`` below the fp32 ONNX model's on the same images.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+#: Tolerance of the fp32 gate on softmax probabilities (absolute, in [0, 1]).
+MAX_ABS_PROB_DIFF = 1e-4
+#: Batch sizes the gate runs each format at; none equals the export batch size (2).
+PARITY_BATCH_SIZES = (1, 5)
+TOPK = 3
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits, computed in float64; returns float64 (N, C)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk(logits: np.ndarray, k: int) -> np.ndarray:
+    """Indices (N, k) of the k largest logits per row, largest first (stable on ties)."""
+    return np.argsort(-np.asarray(logits, dtype=np.float64), axis=1, kind="stable")[:, :k]
+
+
+def run_batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """Apply ``fn`` ((B, 3, H, W) float32 → (B, C) logits) over ``inputs`` in batches of ``batch_size``.
+
+    The last batch may be smaller. Returns float32 (N, C).
+    """
+    outs = [np.asarray(fn(np.ascontiguousarray(inputs[i:i + batch_size])), dtype=np.float32)
+            for i in range(0, len(inputs), batch_size)]
+    return np.concatenate(outs, axis=0)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
+    """Differences of ``candidate`` logits from ``reference`` logits, both (N, C).
+
+    Returns:
+        ``max_abs_logit_diff``, ``mean_abs_logit_diff``, ``max_abs_prob_diff``,
+        ``mean_abs_prob_diff`` (floats), ``top1_agreement``, ``top3_agreement`` (fractions in
+        [0, 1]; top-3 agrees when the same k = min(3, C) classes come first, in any order),
+        ``top1_mismatches`` (count) and ``images``.
+    """
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    if reference.shape != candidate.shape:
+        raise ValueError(f"logits shapes differ: {reference.shape} vs {candidate.shape}")
+    k = min(TOPK, reference.shape[1])
+    dl = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    dp = np.abs(softmax(reference) - softmax(candidate))
+    top1 = topk(reference, 1)[:, 0] == topk(candidate, 1)[:, 0]
+    top3 = np.all(np.sort(topk(reference, k), axis=1) == np.sort(topk(candidate, k), axis=1), axis=1)
+    return {
+        "images": int(len(reference)),
+        "max_abs_logit_diff": float(dl.max()) if dl.size else 0.0,
+        "mean_abs_logit_diff": float(dl.mean()) if dl.size else 0.0,
+        "max_abs_prob_diff": float(dp.max()) if dp.size else 0.0,
+        "mean_abs_prob_diff": float(dp.mean()) if dp.size else 0.0,
+        "top1_agreement": float(top1.mean()) if top1.size else 1.0,
+        "top3_agreement": float(top3.mean()) if top3.size else 1.0,
+        "top1_mismatches": int((~top1).sum()),
+    }
+
+
+def parity_entry(reference: dict[int, np.ndarray], candidate: dict[int, "np.ndarray | str"],
+                 tolerance: float = MAX_ABS_PROB_DIFF) -> dict:
+    """fp32 gate for one format: compare at each batch size, then summarise (worst case).
+
+    Args:
+        reference: batch size → eager logits (N, C) computed at that batch size.
+        candidate: batch size → the format's logits (N, C) at that batch size, or the error text
+            if it failed to run at that batch size (e.g. a batch axis that is not really dynamic).
+        tolerance: maximum allowed |Δ softmax probability|.
+    Returns:
+        The worst-case metrics over batch sizes (see :func:`compare`) plus ``gate`` = "parity",
+        ``precision`` = "fp32", ``batch_sizes``, ``by_batch_size`` (per-size metrics, or
+        ``{"error": text}``), ``errors`` (list), ``max_abs_prob_diff_tolerance`` and ``passed``.
+    """
+    per = {str(b): ({"error": c} if isinstance(c, str) else compare(reference[b], c))
+           for b, c in sorted(candidate.items())}
+    rows = [r for r in per.values() if "error" not in r]
+    errors = [f"batch {b}: {r['error']}" for b, r in per.items() if "error" in r]
+    nan = float("nan")
+    entry = {
+        "gate": "parity", "precision": "fp32",
+        "images": int(len(next(iter(reference.values())))),
+        "batch_sizes": sorted(candidate),
+        "max_abs_logit_diff": max((r["max_abs_logit_diff"] for r in rows), default=nan),
+        "mean_abs_logit_diff": float(np.mean([r["mean_abs_logit_diff"] for r in rows])) if rows else nan,
+        "max_abs_prob_diff": max((r["max_abs_prob_diff"] for r in rows), default=nan),
+        "mean_abs_prob_diff": float(np.mean([r["mean_abs_prob_diff"] for r in rows])) if rows else nan,
+        "top1_agreement": min((r["top1_agreement"] for r in rows), default=0.0),
+        "top3_agreement": min((r["top3_agreement"] for r in rows), default=0.0),
+        "top1_mismatches": max((r["top1_mismatches"] for r in rows), default=0),
+        "max_abs_prob_diff_tolerance": tolerance,
+        "errors": errors,
+        "by_batch_size": per,
+    }
+    entry["passed"] = bool(not errors and entry["max_abs_prob_diff"] <= tolerance and entry["top1_mismatches"] == 0)
+    return entry
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent (0-100) of (N, C) logits against (N,) integer labels."""
+    if len(labels) == 0:
+        return 0.0
+    return float((topk(logits, 1)[:, 0] == np.asarray(labels)).mean() * 100.0)
+
+
+def accuracy_entry(fp32_logits: np.ndarray, logits: np.ndarray, labels: np.ndarray, precision: str,
+                   max_accuracy_drop: float, batch_size: int) -> dict:
+    """Accuracy gate for a reduced-precision model against the fp32 ONNX model on the same images.
+
+    Args:
+        fp32_logits, logits: (N, C) logits of the fp32 and the reduced-precision model.
+        labels: (N,) true class indices from the split manifest.
+        precision: ``"fp16"`` or ``"int8"``.
+        max_accuracy_drop: allowed drop of top-1 accuracy, in percentage points.
+        batch_size: the batch size used (recorded).
+    Returns:
+        :func:`compare` metrics vs fp32 plus ``top1_accuracy``, ``fp32_top1_accuracy``,
+        ``accuracy_drop_points`` (fp32 − this, may be negative), ``max_accuracy_drop_points``,
+        ``top1_agreement_with_fp32``, ``gate`` = "accuracy" and ``passed``.
+    """
+    entry = {"gate": "accuracy", "precision": precision, "batch_sizes": [batch_size],
+             **compare(fp32_logits, logits)}
+    acc, ref = accuracy(logits, labels), accuracy(fp32_logits, labels)
+    entry.update({
+        "top1_accuracy": acc,
+        "fp32_top1_accuracy": ref,
+        "accuracy_drop_points": ref - acc,
+        "max_accuracy_drop_points": float(max_accuracy_drop),
+        "top1_agreement_with_fp32": entry["top1_agreement"],
+    })
+    # a small epsilon so that a drop of exactly the limit (e.g. 1.0 with float rounding) passes
+    entry["passed"] = bool(entry["accuracy_drop_points"] <= max_accuracy_drop + 1e-9)
+    return entry
+
+
+def failures(formats: dict[str, dict]) -> list[str]:
+    """One text per failing format: what was measured and the tolerance, e.g.
+    ``"onnx: max |Δp| 3.1e-02 > 1e-04, top-1 differs on 5/64 images"``."""
+    out = []
+    for name, e in formats.items():
+        if e.get("passed", True):
+            continue
+        if e["gate"] == "parity":
+            parts = list(e.get("errors", []))
+            if not e["max_abs_prob_diff"] <= e["max_abs_prob_diff_tolerance"] and not e.get("errors"):  # NaN too
+                parts.append(f"max |Δp| {e['max_abs_prob_diff']:.2e} > {e['max_abs_prob_diff_tolerance']:.0e}")
+            if e["top1_mismatches"]:
+                parts.append(f"top-1 differs on {e['top1_mismatches']}/{e['images']} images")
+            out.append(f"{name}: {', '.join(parts)} (batch sizes {e['batch_sizes']})")
+        else:
+            out.append(f"{name}: top-1 {e['top1_accuracy']:.2f}% vs fp32 {e['fp32_top1_accuracy']:.2f}%,"
+                       f" drop {e['accuracy_drop_points']:.2f} > {e['max_accuracy_drop_points']:.2f} points")
+    return out
+
+
+def render_table(report: dict):
+    """A ``rich.table.Table`` of the report's formats (one row each) for the terminal."""
+    from rich.table import Table
+
+    ok = report.get("passed")
+    table = Table(title=f"export gates on {report['images']['count']} test images"
+                        f" — {'PASSED' if ok else 'FAILED'}")
+    for col in ("format", "gate", "n", "batch", "max|Δlogit|", "mean|Δlogit|", "max|Δp|", "mean|Δp|",
+                "top-1", "top-3", "top-1 acc vs fp32", "result"):
+        table.add_column(col, justify="left" if col in ("format", "gate", "result") else "right", no_wrap=True)
+    for name, e in report["formats"].items():
+        acc = f"{e['top1_accuracy']:.2f}% vs {e['fp32_top1_accuracy']:.2f}%" if e["gate"] == "accuracy" else ""
+        table.add_row(
+            name, e["gate"], str(e["images"]), ",".join(map(str, e["batch_sizes"])),
+            f"{e['max_abs_logit_diff']:.2e}", f"{e['mean_abs_logit_diff']:.2e}",
+            f"{e['max_abs_prob_diff']:.2e}", f"{e['mean_abs_prob_diff']:.2e}",
+            f"{e['top1_agreement'] * 100:.1f}%", f"{e['top3_agreement'] * 100:.1f}%", acc,
+            "[green]pass[/]" if e["passed"] else "[red]FAIL[/]",
+        )
+    return table
