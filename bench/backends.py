@@ -1,0 +1,211 @@
+"""Benchmark backends: one way each of running an exported model on one device.
+
+========================  ====================================================================
+backend                   what runs
+========================  ====================================================================
+``eager``                 the checkpoint's ``torch.nn.Module``, fp32, CPU, ``torch.inference_mode``
+``eager-cuda``            the same on CUDA (fp32)
+``torchscript``           ``model.torchscript.pt`` via ``torch.jit.load``, CPU
+``torchscript-cuda``      the same on CUDA
+``onnx-cpu``              ``model.onnx`` fp32, onnxruntime ``CPUExecutionProvider``
+``onnx-cuda``             ``model.onnx`` fp32, ``CUDAExecutionProvider`` with IO binding
+``onnx-int8``             ``model.int8.onnx`` (static QDQ), ``CPUExecutionProvider``
+``onnx-fp16``             ``model.fp16.onnx``, ``CUDAExecutionProvider`` with IO binding
+========================  ====================================================================
+
+GPU backends keep input and output on the device (torch tensors / onnxruntime ``OrtValue`` with
+``IOBinding``) and synchronise after every call, so a timed call is one host→device-free,
+fully finished inference. A backend whose device is not really there raises :class:`Skip`
+with the reason (e.g. "CUDA provider not active: …") — onnxruntime-gpu lists the CUDA provider
+even when it cannot load it, so the *active* providers (``session.get_providers()``) are checked.
+
+torch is imported only by the torch backends, inside their methods.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from runtime.artifact import FORMAT_FILES, INPUT_NAME, OUTPUT_NAME
+
+BACKENDS = ("eager", "eager-cuda", "torchscript", "torchscript-cuda",
+            "onnx-cpu", "onnx-cuda", "onnx-int8", "onnx-fp16")
+#: Backends timed on the CPU: they all get the same intra-op thread count.
+CPU_BACKENDS = ("eager", "torchscript", "onnx-cpu", "onnx-int8")
+
+
+class Skip(Exception):
+    """This backend cannot run here; the message says why (shown as "skipped: …")."""
+
+
+class Backend:
+    """Common interface. ``load()`` once, then ``prepare(x)`` → (run, sync) closures for timing,
+    and ``logits(x)`` for accuracy.
+
+    Arrays: ``x`` float32 (N, 3, H, W); logits float32 (N, C).
+    """
+
+    name: str = ""
+    device: str = "cpu"
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def providers(self) -> list[str]:
+        return []
+
+    def prepare(self, x: np.ndarray) -> tuple[Callable[[], object], Callable[[], object] | None]:
+        raise NotImplementedError
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def peak_gpu_mem_mib(self) -> float | None:
+        return None
+
+
+class TorchBackend(Backend):
+    """``eager`` / ``torchscript`` (and their ``-cuda`` variants)."""
+
+    def __init__(self, name: str, artifact_dir: Path, checkpoint: Path | None, threads: int):
+        self.name = name
+        self.device = "cuda" if name.endswith("-cuda") else "cpu"
+        self.kind = name.split("-")[0]
+        self.artifact_dir, self.checkpoint, self.threads = artifact_dir, checkpoint, threads
+
+    def load(self) -> None:
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise Skip("CUDA not available to torch (torch.cuda.is_available() is False)")
+        if self.kind == "eager":
+            if self.checkpoint is None or not Path(self.checkpoint).is_file():
+                raise Skip(f"no checkpoint for the eager backend (looked for {self.checkpoint}); pass --checkpoint")
+            from train.checkpoint import load_checkpoint, model_from_checkpoint
+
+            model = model_from_checkpoint(load_checkpoint(self.checkpoint))
+        else:
+            path = self.artifact_dir / FORMAT_FILES["torchscript"]
+            if not path.is_file():
+                raise Skip(f"{path.name} not in the artifact (export with --formats torchscript,onnx)")
+            model = torch.jit.load(str(path), map_location="cpu")
+        self.model = model.eval().to(self.device)
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    @property
+    def providers(self) -> list[str]:
+        return [f"torch-{self.device}"]
+
+    def _sync(self):
+        import torch
+
+        return torch.cuda.synchronize if self.device == "cuda" else None
+
+    def prepare(self, x):
+        import torch
+
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+        def run():
+            with torch.inference_mode():
+                return self.model(xt)
+
+        return run, self._sync()
+
+    def logits(self, x):
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).float().cpu().numpy()
+
+    def peak_gpu_mem_mib(self):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
+
+
+class OnnxBackend(Backend):
+    """``onnx-cpu``, ``onnx-cuda``, ``onnx-int8``, ``onnx-fp16`` through onnxruntime."""
+
+    FILES = {"onnx-cpu": "onnx", "onnx-cuda": "onnx", "onnx-int8": "onnx-int8", "onnx-fp16": "onnx-fp16"}
+
+    def __init__(self, name: str, artifact_dir: Path, threads: int):
+        self.name = name
+        self.device = "cuda" if name in ("onnx-cuda", "onnx-fp16") else "cpu"
+        self.path = artifact_dir / FORMAT_FILES[self.FILES[name]]
+        self.threads = threads
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        if not self.path.is_file():
+            flag = {"onnx-int8": "--int8", "onnx-fp16": "--fp16"}.get(self.name, "")
+            raise Skip(f"{self.path.name} not in the artifact" + (f" (export with {flag})" if flag else ""))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.device == "cuda":
+            from runtime.errors import ProviderError
+            from runtime.providers import check_active, plan_providers
+
+            try:
+                request, required, _ = plan_providers("cuda", None, ort.get_available_providers())
+                self.session = ort.InferenceSession(str(self.path), opts, providers=request)
+                check_active(required, self.session.get_providers(), self.path.name)
+            except ProviderError as err:
+                raise Skip(f"CUDA provider not active: {err}") from err
+        else:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name or INPUT_NAME
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self.output_name = self.session.get_outputs()[0].name or OUTPUT_NAME
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def prepare(self, x):
+        import onnxruntime as ort
+
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        if self.device == "cpu":
+            feed = {self.input_name: x}
+            return (lambda: self.session.run([self.output_name], feed)), None
+        binding = self.session.io_binding()
+        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        binding.bind_ortvalue_input(self.input_name, x_dev)
+        binding.bind_output(self.output_name, "cuda", 0)
+        self._keep = x_dev  # the device buffer must outlive the binding
+
+        def run():
+            self.session.run_with_iobinding(binding)
+
+        return run, binding.synchronize_outputs
+
+    def logits(self, x):
+        out = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
+        return out.astype(np.float32)
+
+    def peak_gpu_mem_mib(self):
+        if self.device != "cuda":
+            return None
+        from .environment import gpu_process_memory_mib
+
+        return gpu_process_memory_mib()
+
+
+def make_backend(name: str, artifact_dir: Path, checkpoint: Path | None, threads: int) -> Backend:
+    """Backend object for ``name`` (one of :data:`BACKENDS`); ``ValueError`` lists the valid names."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    if name.startswith("onnx"):
+        return OnnxBackend(name, Path(artifact_dir), threads)
+    return TorchBackend(name, Path(artifact_dir), checkpoint, threads)

