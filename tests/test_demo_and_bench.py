@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 
-import numpy as np
 import pytest
 
 from conftest import NINE_CLASSES
