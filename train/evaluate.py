@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from runtime.files import atomic_write_text
 from runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError, DatasetError, UsageError
@@ -189,12 +190,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON atomically (temp file + rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
     except OSError as err:
         raise UsageError(f"--json {path}: cannot write ({err.strerror or err})") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

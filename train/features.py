@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from runtime.files import temp_sibling
+
 from .datasets import VIEW_STREAM, ImageListDataset, KeyedSampler, unwrap_worker_error
 from .distributed import DistInfo, all_agree, gather_rows
 from .errors import DatasetError
@@ -110,7 +112,7 @@ def save_feature_cache(path: str | os.PathLike, key: dict, train: torch.Tensor, 
         extract_time_s: seconds the extraction took (reported again on resume).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_sibling(path)
     try:
         torch.save({"format": CACHE_FORMAT, "key": key, "train": train.contiguous(), "val": val.contiguous(),
                     "extract_time_s": float(extract_time_s)}, tmp)

@@ -21,19 +21,11 @@ import json
 import os
 from pathlib import Path
 
+from runtime.files import atomic_write_text
+
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_images",
                   "train_images_per_s", "epoch_time_s", "elapsed_s")
 TIMING_FIELDS = ("train_images_per_s", "epoch_time_s", "elapsed_s")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fp:
-            fp.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_history(run_dir: str | os.PathLike, history: list[dict]) -> tuple[Path, Path]:
@@ -49,8 +41,8 @@ def write_history(run_dir: str | os.PathLike, history: list[dict]) -> tuple[Path
     for row in history:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
     csv_path, json_path = run_dir / "history.csv", run_dir / "history.json"
-    _atomic_write_text(csv_path, buf.getvalue())
-    _atomic_write_text(json_path, json.dumps(history, indent=1) + "\n")
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_text(json_path, json.dumps(history, indent=1) + "\n")
     return csv_path, json_path
 
 
