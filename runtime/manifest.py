@@ -160,6 +160,11 @@ def load_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ManifestError(f"{path}: malformed split manifest ({type(err).__name__}: {err})") from err
+    duplicates = sorted({c for c in classes if classes.count(c) > 1})
+    if duplicates:
+        raise ManifestError(f"{path}: class names {duplicates} appear more than once; re-run `edgeclf split`")
+    if len(classes) < 2:
+        raise ManifestError(f"{path}: {len(classes)} class(es) {classes}; a classifier needs at least 2")
     for s in SUBSETS:
         for e in splits[s]:
             if not 0 <= e.label < len(classes):

@@ -171,12 +171,18 @@ def test_stratified_counts_labels_and_disjoint_splits(image_tree):
 
 
 def test_too_few_images_is_an_error_naming_every_such_class(image_tree):
-    root = image_tree({"ok": 5, "pair": 2, "single": 1})
+    root = image_tree({"ok": 5, "ok2": 5, "pair": 2, "single": 1})
     with pytest.raises(DatasetError) as err:
         split_dataset(root)
     msg = str(err.value)
     assert "'pair'" in msg and "'single'" in msg and "'ok'" not in msg and "--classes" in msg
-    assert split_dataset(root, classes=["ok"]).counts["ok"] == {"train": 3, "val": 1, "test": 1}
+    assert split_dataset(root, classes=["ok", "ok2"]).counts["ok"] == {"train": 3, "val": 1, "test": 1}
+
+
+def test_a_single_class_is_refused(image_tree):
+    root = image_tree({"ok": 5, "ok2": 5})
+    with pytest.raises(UsageError, match="--classes.*at least 2 class folders"):
+        split_dataset(root, classes=["ok"])
 
 
 def test_identical_copies_count_once_for_the_minimum(image_tree):

@@ -278,6 +278,16 @@ def test_bad_arguments_and_inputs(tmp_path, tiny_split):
     no_val = write_split(tiny_split.parent / "data", tmp_path / "noval.json", n_val=0, n_test=1)
     with pytest.raises(UsageError, match="needs train and val"):
         train_model(no_val, tmp_path / "r", **FAST)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match="--out .*afile: exists and is not a directory"):
+        train_model(tiny_split, tmp_path / "afile", **FAST)
+    assert (tmp_path / "afile").read_text() == "x"
+    d = json.loads(tiny_split.read_text())
+    for classes, message in ((d["classes"][:1] * len(d["classes"]), "more than once"), (d["classes"][:1], "at least 2")):
+        (tmp_path / "bad.json").write_text(json.dumps({**d, "classes": classes,
+                                                       "splits": {k: [] for k in d["splits"]}}))
+        with pytest.raises(ManifestError, match=message):
+            train_model(tmp_path / "bad.json", tmp_path / "r2", **FAST)
 
 
 # --- CLI and ResNet50 ---------------------------------------------------------------------------

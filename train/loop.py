@@ -235,6 +235,8 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
     reporter = Reporter(enabled=progress and info.is_main)
     manifest = load_manifest(split, data_root=data_root)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a directory; choose a folder for the run")
     last_path, best_path = out_dir / LAST_CHECKPOINT, out_dir / BEST_CHECKPOINT
 
     ckpt = None

@@ -279,6 +279,9 @@ def split_dataset(
     if not root.exists():
         raise DatasetError(f"DATA_DIR {Path(data_dir)}: no such folder (expected one sub-folder per class)")
     chosen = _select_classes(root, classes)
+    if len(chosen) < 2:
+        raise UsageError(f"{'--classes' if classes else 'DATA_DIR ' + str(root)}: {len(chosen)} class(es) {chosen};"
+                         " a classifier needs at least 2 class folders")
 
     # 1. Every file of the chosen class folders, plus stray files directly in DATA_DIR.
     todo: list[tuple[str, str, bool]] = []  # (rel path, class, under hidden folder)
