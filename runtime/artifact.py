@@ -185,5 +185,8 @@ def resolve_model_file(artifact: str | os.PathLike, precision: str = "fp32") -> 
     if not path.is_file():
         present = sorted(p.name for p in artifact.iterdir())
         hint = f" (re-export with --{precision})" if precision != "fp32" else ""
+        if "best.pt" in present or "last.pt" in present:
+            hint += (f"; this looks like a training run folder: create an artifact with"
+                     f" `edgeclf export {artifact / 'best.pt'} --out ARTIFACT_DIR`")
         raise ArtifactError(f"{artifact}: missing {path.name}{hint}; the directory holds {present or 'nothing'}")
     return path

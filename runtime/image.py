@@ -158,6 +158,8 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)  # lazy: reads the header only
             width, height = img.size
+            if width == 0 or height == 0:
+                raise InvalidImageError(name, f"has no pixels ({width}x{height})")
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLargeError(
                     name,
@@ -210,6 +212,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     """
     name = name or _describe(source)
     if isinstance(source, Image.Image):
+        if source.width == 0 or source.height == 0:
+            raise InvalidImageError(name, f"has no pixels ({source.width}x{source.height})")
         if max_pixels is not None and source.width * source.height > max_pixels:
             raise ImageTooLargeError(name, f"{source.width}x{source.height} = {source.width * source.height:,}"
                                            f" pixels exceeds the limit of {max_pixels:,}")
@@ -226,6 +230,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
             raise InvalidImageError(
                 name, "arrays must be uint8 of shape (H, W, 3) in RGB order or (H, W) grey"
             )
+        if source.shape[0] == 0 or source.shape[1] == 0:
+            raise InvalidImageError(name, f"has no pixels (shape {source.shape})")
         return to_rgb(Image.fromarray(np.ascontiguousarray(source)))
     if isinstance(source, (bytes, bytearray)):
         if not source:

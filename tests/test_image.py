@@ -283,3 +283,10 @@ def test_expand_inputs_walks_folders_sorted_recursively(tmp_path):
     assert names[6] == str(tmp_path / "empty") and isinstance(got[6][1], InvalidImageError)
     assert "no image files" in str(got[6][1])
     assert is_image_filename("a.TIFF") and not is_image_filename("._a.jpg") and not is_image_filename("a.txt")
+
+
+@pytest.mark.parametrize("make", [lambda: np.zeros((0, 0, 3), np.uint8), lambda: np.zeros((5, 0, 3), np.uint8),
+                                  lambda: Image.new("RGB", (0, 5))])
+def test_zero_sized_image_is_an_invalid_image(make):
+    with pytest.raises(InvalidImageError, match="no pixels"):
+        load_image(make())
