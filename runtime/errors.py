@@ -32,6 +32,14 @@ class EdgeclfError(Exception):
     exit_code = 2
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """``"TypeName: first line of the message"``, at most ``limit`` characters — for wrapping a
+    library's (often multi-line) error text into edgeclf's one-line messages."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class UsageError(EdgeclfError, ValueError):
     """An argument value is invalid; the message names the argument and the valid values."""
 

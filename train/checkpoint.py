@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from runtime.errors import first_line
 from runtime.files import file_sha256, temp_sibling  # noqa: F401  (file_sha256: re-exported)
 from runtime.preprocess import PreprocessConfig
 
@@ -79,7 +80,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zipfile/pickle/EOF/RuntimeError from a truncated or foreign file
         raise CheckpointError(
-            f"{path}: cannot read checkpoint, truncated or not a torch file ({type(err).__name__}: {err})"
+            f"{path}: cannot read checkpoint, truncated or not a torch file ({first_line(err)})"
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edgeclf checkpoint (use RUN_DIR/best.pt written by `edgeclf train`)")

@@ -23,6 +23,8 @@ from torch import nn
 
 from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 
+from runtime.errors import first_line
+
 from .errors import UsageError, WeightsError
 
 #: Seconds before a weights download with no answer is abandoned.
@@ -60,7 +62,7 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError as err:
         raise WeightsError(f"--weights {path}: no such file") from err
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors
-        raise WeightsError(f"--weights {path}: not a readable torch state dict ({type(err).__name__}: {err})") from err
+        raise WeightsError(f"--weights {path}: not a readable torch state dict ({first_line(err)})") from err
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
