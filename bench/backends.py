@@ -160,7 +160,8 @@ class OnnxBackend(Backend):
                 self.session = ort.InferenceSession(str(self.path), opts, providers=request)
                 check_active(required, self.session.get_providers(), self.path.name)
             except ProviderError as err:
-                raise Skip(f"CUDA provider not active: {err}") from err
+                reason = str(err).replace("; use --device cpu", "")  # that hint is predict's, not bench's
+                raise Skip(f"CUDA provider not active: {reason}") from err
         else:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]

@@ -109,8 +109,9 @@ def print_report(doc: dict, console=None) -> None:
     console.print(per_backend)
     pre = doc.get("preprocessing")
     if pre:
-        console.print(f"preprocessing (runtime, per image, p50): decode {pre['decode_ms_p50']:.2f} ms + "
-                      f"resize/normalize {pre['resize_normalize_ms_p50']:.2f} ms = {pre['preprocess_ms_p50']:.2f} ms")
+        console.print(f"preprocessing (runtime, per image; medians of each part and of the whole): decode"
+                      f" {pre['decode_ms_p50']:.2f} ms, resize/normalize {pre['resize_normalize_ms_p50']:.2f} ms,"
+                      f" whole {pre['preprocess_ms_p50']:.2f} ms")
     e2e = doc.get("end_to_end")
     if e2e:
         console.print(f"end to end (runtime.Predictor.predict from a file, {'/'.join(e2e['providers'][:1])}): "
@@ -148,7 +149,31 @@ def compare(a: dict, b: dict) -> list[dict]:
     return out
 
 
-def print_compare(rows: list[dict], a_name: str, b_name: str, console=None) -> None:
+#: Settings and environment facts that make two bench runs incomparable when they differ.
+COMPARED_FACTS = (("settings", "threads"), ("settings", "warmup"), ("settings", "iters"), ("settings", "seconds"),
+                  ("environment", "cpu_model"), ("environment", "cpu_physical_cores"), ("artifact", "arch"))
+
+
+def compare_notes(a: dict, b: dict) -> list[str]:
+    """Human-readable warnings: settings/environment that differ between runs A and B, and rows
+    (backend, batch size) found in only one of them."""
+    notes = []
+    for section, key in COMPARED_FACTS:
+        va, vb = a.get(section, {}).get(key), b.get(section, {}).get(key)
+        if va != vb:
+            notes.append(f"{section}.{key} differs: A {va!r}, B {vb!r}")
+    va, vb = a.get("environment", {}).get("versions"), b.get("environment", {}).get("versions")
+    if va and vb:
+        notes += [f"{k} version differs: A {va.get(k)}, B {vb.get(k)}" for k in sorted(set(va) | set(vb))
+                  if va.get(k) != vb.get(k)]
+    ka = {(r["backend"], r["batch_size"]) for r in a["rows"]}
+    kb = {(r["backend"], r["batch_size"]) for r in b["rows"]}
+    notes += [f"only in A: {n} batch {bs}" for n, bs in sorted(ka - kb)]
+    notes += [f"only in B: {n} batch {bs}" for n, bs in sorted(kb - ka)]
+    return notes
+
+
+def print_compare(rows: list[dict], a_name: str, b_name: str, console=None, notes=()) -> None:
     from rich.table import Table
 
     console = console or make_console()
@@ -160,3 +185,5 @@ def print_compare(rows: list[dict], a_name: str, b_name: str, console=None) -> N
                       f"{r['p50_ratio']:.2f}x", _fmt(r["a_throughput_img_per_s"], 1),
                       _fmt(r["b_throughput_img_per_s"], 1), f"{r['throughput_ratio']:.2f}x")
     console.print(table)
+    for note in notes:
+        console.print(f"[yellow]note: {note}[/yellow]")

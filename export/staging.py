@@ -75,4 +75,7 @@ def publish(tmp: Path, out_dir: Path, force: bool) -> Path:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(out_dir, 0o777 & ~umask)  # mkdtemp made it 0700; readers of the artifact may be other users
     return out_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -28,6 +29,9 @@ def demo(tmp_path_factory):
 
 def test_demo_runs_every_stage(demo):
     assert demo.split_path.is_file() and demo.checkpoint.is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert demo.artifact_dir.stat().st_mode & 0o777 == 0o777 & ~umask  # readable by other users, as mkdir makes it
     assert sorted(p.name for p in demo.artifact_dir.iterdir()) == [
         "artifact.json", "model.int8.onnx", "model.onnx", "model.torchscript.pt", "parity.json"]
     # 9 classes x 24 images, 3 test images per class: real pretrained features separate them.
@@ -106,6 +110,7 @@ def test_bench_cli_json_csv_and_compare(demo, run_cli, tmp_path):
     r = run_cli("bench", "compare", a, b)
     assert r.returncode == 0, r.stderr
     assert "p50 B/A" in r.stdout and r.stdout.count("onnx-cpu") == 2
+    assert "settings.threads differs: A 1, B 2" in r.stdout
 
 
 def test_bench_bad_input(run_cli, tmp_path, demo):
@@ -113,6 +118,8 @@ def test_bench_bad_input(run_cli, tmp_path, demo):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "missing" in r.stderr
     r = run_cli("bench", demo.artifact_dir, "--backends", "onnx-tpu")
     assert r.returncode == 2 and "onnx-tpu" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("bench", demo.artifact_dir, "--seconds", "0")
+    assert r.returncode == 2 and "--seconds 0" in r.stderr
     r = run_cli("bench", "compare", tmp_path / "nope.json", tmp_path / "nope2.json")
     assert r.returncode == 2 and "nope.json" in r.stderr
 

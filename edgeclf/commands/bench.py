@@ -53,12 +53,15 @@ def run(args) -> int:
         if len(args.target) != 3:
             raise UsageError("usage: edgeclf bench compare A.json B.json")
         a, b = (report.load_bench_json(p) for p in args.target[1:])
-        report.print_compare(report.compare(a, b), args.target[1], args.target[2])
+        report.print_compare(report.compare(a, b), args.target[1], args.target[2],
+                             notes=report.compare_notes(a, b))
         return 0
     if len(args.target) != 1:
         raise UsageError(f"expected one ARTIFACT_DIR, got {args.target}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be >= 1")
+    if args.seconds is not None and not args.seconds > 0:
+        raise UsageError(f"--seconds {args.seconds}: must be > 0")
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters {args.iters}: must be >= 1")
 
