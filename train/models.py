@@ -136,7 +136,8 @@ def _download_torchvision_weights(weights_enum) -> dict[str, torch.Tensor]:
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         raise WeightsError(
             f"cannot download {weights_enum.url} ({err}); expected cached file {cache} is absent."
-            " Copy the file there, or pass --weights PATH to a state dict file (or --weights none)"
+            " Copy the file there, pass --weights PATH to a state dict file (or --weights none),"
+            " or use --arch efficientnet_lite0, whose ImageNet weights ship with its pip package"
         ) from err
     finally:
         socket.setdefaulttimeout(old_timeout)
