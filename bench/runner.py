@@ -30,7 +30,7 @@ import numpy as np
 from runtime.artifact import load_artifact_json
 from runtime.errors import UsageError
 from runtime.image import is_image_filename, load_image
-from runtime.preprocess import PreprocessConfig, normalize, resize_and_crop
+from runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
 
 from .backends import BACKENDS, CPU_BACKENDS
 from .environment import collect_environment, physical_cores
@@ -196,7 +196,7 @@ def run_bench(
         inputs_path, labels, files = None, None, []
         if split is not None:
             files = _test_images(split, class_names, max_images)
-            x = np.stack([normalize(np.asarray(resize_and_crop(load_image(p), cfg)), cfg) for p, _ in files])
+            x = preprocess_batch((load_image(p) for p, _ in files), cfg)  # (N, 3, H, W) float32
             labels = np.asarray([lbl for _, lbl in files], dtype=np.int64)
             # .npy files, memory-mapped by the workers: a backend's peak RSS then counts the pages
             # it touches for its timed batch, not the whole evaluation set.
