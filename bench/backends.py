@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.artifact import FORMAT_FILES, INPUT_NAME, OUTPUT_NAME
+from edgeclf.runtime.artifact import FORMAT_FILES, INPUT_NAME, OUTPUT_NAME
 
 BACKENDS = ("eager", "eager-cuda", "torchscript", "torchscript-cuda",
             "onnx-cpu", "onnx-cuda", "onnx-int8", "onnx-fp16")
@@ -85,7 +85,7 @@ class TorchBackend(Backend):
         if self.kind == "eager":
             if self.checkpoint is None or not Path(self.checkpoint).is_file():
                 raise Skip(f"no checkpoint for the eager backend (looked for {self.checkpoint}); pass --checkpoint")
-            from train.checkpoint import load_checkpoint, model_from_checkpoint
+            from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint
 
             model = model_from_checkpoint(load_checkpoint(self.checkpoint))
         else:
@@ -152,8 +152,8 @@ class OnnxBackend(Backend):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.device == "cuda":
-            from runtime.errors import ProviderError
-            from runtime.providers import check_active, plan_providers
+            from edgeclf.runtime.errors import ProviderError
+            from edgeclf.runtime.providers import check_active, plan_providers
 
             try:
                 request, required, _ = plan_providers("cuda", None, ort.get_available_providers())

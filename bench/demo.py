@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import UsageError
+from edgeclf.runtime.errors import UsageError
 
 from . import SAMPLE_DATA
 
@@ -59,14 +59,14 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     Raises:
         UsageError: ``out_dir`` exists and is not empty (without ``force``).
     """
-    from bench.report import make_console
-    from bench.runner import run_bench
-    from export import export_checkpoint
-    from runtime import Predictor
-    from runtime.manifest import write_manifest
-    from train.evaluate import evaluate_checkpoint
-    from train.loop import train_model
-    from train.split import split_dataset
+    from edgeclf.bench.report import make_console
+    from edgeclf.bench.runner import run_bench
+    from edgeclf.export import export_checkpoint
+    from edgeclf.runtime import Predictor
+    from edgeclf.runtime.manifest import write_manifest
+    from edgeclf.train.evaluate import evaluate_checkpoint
+    from edgeclf.train.loop import train_model
+    from edgeclf.train.split import split_dataset
 
     console = console or make_console()
     out = Path(out_dir)
@@ -120,7 +120,7 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     done("5/6 predict (torch-free runtime)")
 
     stage("6/6 bench")
-    from bench.report import print_report, write_json
+    from edgeclf.bench.report import print_report, write_json
 
     backends = ["eager", "torchscript", "onnx-cpu"] + (["onnx-int8"] if int8 else []) + ["onnx-cuda"]
     doc = run_bench(artifact_dir, backends=backends, batch_sizes=(1, 8), warmup=3, iters=bench_iters,

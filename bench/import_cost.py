@@ -1,4 +1,4 @@
-"""Import and model-load cost of the torch-free ``runtime`` against loading the same model with torch.
+"""Import and model-load cost of the torch-free ``edgeclf.runtime`` against loading the same model with torch.
 
 Each measurement runs in a fresh Python subprocess (nothing cached in the interpreter; the OS file
 cache is warm after the first repeat, which is the usual state of a server restarting), in this
@@ -7,7 +7,7 @@ order of steps, timed with ``time.perf_counter``:
 ================  ==============================================  ===============================================
 step              runtime side                                    torch side
 ================  ==============================================  ===============================================
-``import_ms``     ``import runtime, onnxruntime``                 ``import torch`` (+ ``train`` for a checkpoint)
+``import_ms``     ``import edgeclf.runtime, onnxruntime``               ``import torch`` (+ ``train`` for a checkpoint)
 ``load_ms``       ``runtime.Predictor(artifact, device="cpu")``   ``torch.jit.load`` (TorchScript) or
                                                                   ``load_checkpoint`` + ``model_from_checkpoint``
 ``first_run_ms``  one (1, 3, crop, crop) zero input               the same, under ``torch.inference_mode``
@@ -22,7 +22,7 @@ TorchScript file or an edgeclf training checkpoint (``best.pt``); without either
 
 Usage::
 
-    python -m bench.import_cost ARTIFACT [--torch-model PATH] [--repeats 3] [--threads 1] [--json OUT]
+    python -m edgeclf.bench.import_cost ARTIFACT [--torch-model PATH] [--repeats 3] [--threads 1] [--json OUT]
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from runtime.artifact import FORMAT_FILES, resolve_model_file
-from runtime.errors import ArtifactError, UsageError
-from runtime.files import atomic_write_text
+from edgeclf.runtime.artifact import FORMAT_FILES, resolve_model_file
+from edgeclf.runtime.errors import ArtifactError, UsageError
+from edgeclf.runtime.files import atomic_write_text
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("import_ms", "load_ms", "first_run_ms", "process_wall_ms", "peak_rss_mib")
 
 _PRELUDE = """
@@ -63,9 +63,9 @@ t0 = time.perf_counter()
 """
 
 RUNTIME_CHILD = _PRELUDE + """
-import runtime, onnxruntime
+import edgeclf.runtime, onnxruntime
 t1 = time.perf_counter()
-p = runtime.Predictor(sys.argv[1], device="cpu", intra_op_threads=int(sys.argv[2]))
+p = edgeclf.runtime.Predictor(sys.argv[1], device="cpu", intra_op_threads=int(sys.argv[2]))
 t2 = time.perf_counter()
 import numpy as np
 crop = p.preprocess_config.crop_size
@@ -82,7 +82,7 @@ TORCH_CHILD = _PRELUDE + """
 kind, path, threads, crop = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 import torch
 if kind == "checkpoint":
-    from train.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint
 torch.set_num_threads(threads)
 t1 = time.perf_counter()
 if kind == "checkpoint":
@@ -102,10 +102,9 @@ print("RESULT " + json.dumps(out))
 
 def _run_child(code: str, args: list[str], timeout_s: float) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     start = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                       timeout=timeout_s, cwd=REPO_ROOT)
+                       timeout=timeout_s, cwd=tempfile.gettempdir())
     wall_ms = (time.perf_counter() - start) * 1e3
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     if r.returncode != 0 or not lines:
@@ -215,9 +214,9 @@ def format_report(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from runtime.errors import EdgeclfError
+    from edgeclf.runtime.errors import EdgeclfError
 
-    parser = argparse.ArgumentParser(prog="python -m bench.import_cost", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m edgeclf.bench.import_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("artifact", help="artifact directory or .onnx file")
     parser.add_argument("--torch-model", help="TorchScript file or edgeclf checkpoint (default: the artifact's model.torchscript.pt)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per side (default 3)")
@@ -227,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = measure_import_cost(args.artifact, args.torch_model, args.repeats, args.threads)
     except (EdgeclfError, RuntimeError) as err:
-        print(f"bench.import_cost: error: {err}", file=sys.stderr)
+        print(f"edgeclf.bench.import_cost: error: {err}", file=sys.stderr)
         return 2
     print(format_report(report))
     if args.json:

@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from runtime.errors import UsageError
-from runtime.files import atomic_write_text
+from edgeclf.runtime.errors import UsageError
+from edgeclf.runtime.files import atomic_write_text
 
 from .runner import SCHEMA, SCHEMA_VERSION
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.artifact import load_artifact_json
-from runtime.errors import UsageError
-from runtime.image import is_image_filename, load_image
-from runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
+from edgeclf.runtime.artifact import load_artifact_json
+from edgeclf.runtime.errors import UsageError
+from edgeclf.runtime.image import is_image_filename, load_image
+from edgeclf.runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
 
 from .backends import BACKENDS, CPU_BACKENDS
 from .environment import collect_environment, physical_cores
@@ -71,7 +71,7 @@ def _source_checkpoint(artifact: dict, artifact_dir: Path) -> Path | None:
 
 
 def _test_images(split: str | os.PathLike, class_names: list[str], max_images: int | None):
-    from runtime.manifest import load_manifest
+    from edgeclf.runtime.manifest import load_manifest
 
     manifest = load_manifest(split)
     if list(manifest.classes) != list(class_names):
@@ -103,7 +103,7 @@ def measure_preprocessing(paths: list[Path], cfg: PreprocessConfig, repeats: int
 
 def measure_end_to_end(artifact_dir: Path, paths: list[Path], threads: int, warmup: int = 3, repeats: int = 3) -> dict:
     """``runtime.Predictor(...).predict(path)`` latency from an image file to top-3, CPU fp32, ms."""
-    from runtime import Predictor
+    from edgeclf.runtime import Predictor
 
     predictor = Predictor(artifact_dir, device="cpu", intra_op_threads=threads)
     for p in paths[:warmup]:
@@ -125,12 +125,10 @@ def _run_worker(request: dict, workdir: Path, threads: int) -> dict:
     out_path = workdir / f"res-{request['backend']}.json"
     req_path.write_text(json.dumps(request))
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.worker", str(req_path), str(out_path)],
+        proc = subprocess.run([sys.executable, "-m", "edgeclf.bench.worker", str(req_path), str(out_path)],
                               env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {"backend": request["backend"], "status": "failed", "rows": [],

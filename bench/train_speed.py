@@ -18,7 +18,7 @@ depends on the image count because both sides scale with it.
 
 Usage::
 
-    python -m bench.train_speed --split split.json [--arch efficientnet_lite0] [--epochs 30]
+    python -m edgeclf.bench.train_speed --split split.json [--arch efficientnet_lite0] [--epochs 30]
         [--recompute-epochs 1] [--limit-per-class 40] [--json bench_train_speed.json]
 """
 
@@ -37,7 +37,7 @@ from typing import Any
 def subset_manifest(split: str | os.PathLike, out: str | os.PathLike, per_class: int) -> Path:
     """Write a copy of ``split`` keeping the first ``per_class`` train images of each class and the
     first ``max(1, per_class // 4)`` val images (test unchanged). Returns ``out``."""
-    from runtime.manifest import SUBSETS, SplitManifest, load_manifest, write_manifest
+    from edgeclf.runtime.manifest import SUBSETS, SplitManifest, load_manifest, write_manifest
 
     m = load_manifest(split)
     limits = {"train": per_class, "val": max(1, per_class // 4), "test": None}
@@ -67,8 +67,8 @@ def measure_train_speed(split: str | os.PathLike, arch: str = "efficientnet_lite
     """
     import torch
 
-    from runtime.manifest import load_manifest
-    from train.loop import train_model
+    from edgeclf.runtime.manifest import load_manifest
+    from edgeclf.train.loop import train_model
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         tmp = Path(tmp)
@@ -136,7 +136,7 @@ def render(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m edgeclf.bench.train_speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", required=True, help="split.json")
     parser.add_argument("--arch", default="efficientnet_lite0")
     parser.add_argument("--weights", default=None)
@@ -148,17 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the report here")
     args = parser.parse_args(argv)
-    from runtime.errors import EdgeclfError
+    from edgeclf.runtime.errors import EdgeclfError
 
     try:
         report = measure_train_speed(args.split, args.arch, args.weights, args.epochs, args.recompute_epochs,
                                      args.limit_per_class, args.batch_size, args.device, args.workers)
     except EdgeclfError as err:
-        print(f"bench.train_speed: error: {err}", file=sys.stderr)
+        print(f"edgeclf.bench.train_speed: error: {err}", file=sys.stderr)
         return err.exit_code
     render(report)
     if args.json:
-        from train.evaluate import write_json
+        from edgeclf.train.evaluate import write_json
 
         write_json(report, args.json)
     print(json.dumps(report))

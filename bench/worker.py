@@ -1,4 +1,4 @@
-"""One backend, benchmarked in a fresh process: ``python -m bench.worker REQUEST.json RESULT.json``.
+"""One backend, benchmarked in a fresh process: ``python -m edgeclf.bench.worker REQUEST.json RESULT.json``.
 
 Each backend runs in its own process so that its cold start (framework import, model/session
 load, first inference) and its peak RSS are its own, not inherited from a backend measured

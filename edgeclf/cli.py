@@ -14,8 +14,8 @@ import argparse
 import importlib
 import sys
 
-from runtime._version import __version__
-from runtime.errors import EdgeclfError
+from edgeclf.runtime._version import __version__
+from edgeclf.runtime.errors import EdgeclfError
 
 #: Packages of the ``train`` extra: a subcommand that needs one on a runtime-only install gets a
 #: one-line hint instead of a traceback.

@@ -1,6 +1,6 @@
-"""edgeclf export: checkpoint → TorchScript / ONNX artifacts behind parity gates (issue 4).
+"""edgeclf export: checkpoint → TorchScript / ONNX artifacts behind parity gates.
 
-``from export import export_checkpoint`` is the API; ``edgeclf export`` is a thin CLI over it.
+``from edgeclf.export import export_checkpoint`` is the API; ``edgeclf export`` is a thin CLI over it.
 torch, onnx and onnxruntime are imported inside the functions that need them.
 """
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from runtime._version import __version__
-from runtime.artifact import (
+from edgeclf.runtime._version import __version__
+from edgeclf.runtime.artifact import (
     ARTIFACT_JSON,
     FORMAT_FILES,
     INPUT_NAME,
@@ -27,7 +27,7 @@ from runtime.artifact import (
     SCHEMA_VERSION,
     ModelInfo,
 )
-from runtime.errors import UsageError
+from edgeclf.runtime.errors import UsageError
 
 from . import images as images_mod
 from . import onnx as onnx_mod
@@ -74,7 +74,7 @@ def _check_args(formats, opset, fp16, int8, max_parity_images, max_accuracy_drop
 
 
 def _file_entry(path: Path, precision: str, **extra) -> dict:
-    from runtime.manifest import file_sha256
+    from edgeclf.runtime.manifest import file_sha256
 
     return {"file": path.name, "sha256": file_sha256(path), "size_bytes": path.stat().st_size,
             "precision": precision, **extra}
@@ -146,7 +146,7 @@ def export_checkpoint(
 
     import torch
 
-    from train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint, preprocess_of
+    from edgeclf.train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint, preprocess_of
 
     t0 = time.perf_counter()
     say(f"loading {checkpoint}")

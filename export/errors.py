@@ -5,7 +5,7 @@ The CLI turns them into a one-line message: exit code 2 for bad input (``UsageEr
 a model that does not export or does not pass its gate (``ExportError``, ``ParityError``).
 """
 
-from runtime.errors import (
+from edgeclf.runtime.errors import (
     CheckpointError,
     EdgeclfError,
     InvalidImageError,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import ManifestError, UsageError
-from runtime.manifest import SplitManifest, file_sha256, load_manifest
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.errors import ManifestError, UsageError
+from edgeclf.runtime.manifest import SplitManifest, file_sha256, load_manifest
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 
 @dataclass
@@ -104,8 +104,8 @@ def load_subset(manifest: SplitManifest, subset: str, cfg: PreprocessConfig, max
         ManifestError: the subset is empty.
         InvalidImageError: an image cannot be decoded (names the file).
     """
-    from runtime.image import load_image
-    from runtime.preprocess import preprocess
+    from edgeclf.runtime.image import load_image
+    from edgeclf.runtime.preprocess import preprocess
 
     entries = manifest.entries(subset)
     if not entries:

@@ -27,8 +27,8 @@ import warnings
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
-from runtime.artifact import INPUT_NAME, OUTPUT_NAME
-from runtime.errors import UsageError
+from edgeclf.runtime.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeclf.runtime.errors import UsageError
 
 from .errors import ExportError
 

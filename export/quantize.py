@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.artifact import INPUT_NAME
+from edgeclf.runtime.artifact import INPUT_NAME
 
 from .errors import ExportError
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.artifact import INPUT_NAME
-from runtime.errors import ProviderError
+from edgeclf.runtime.artifact import INPUT_NAME
+from edgeclf.runtime.errors import ProviderError
 
 Runner = Callable[[np.ndarray], np.ndarray]
 

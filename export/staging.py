@@ -13,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from runtime.errors import UsageError
+from edgeclf.runtime.errors import UsageError
 
 
 def check_out_dir(out_dir: Path, force: bool) -> None:

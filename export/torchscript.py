@@ -30,7 +30,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from runtime.artifact import TORCHSCRIPT_EXTRA_FILE
+from edgeclf.runtime.artifact import TORCHSCRIPT_EXTRA_FILE
 
 #: Batch size of the example input used for tracing and ONNX export; the parity gate uses others.
 EXPORT_BATCH_SIZE = 2

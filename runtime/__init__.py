@@ -1,8 +1,8 @@
 """edgeclf runtime: torch-free inference with numpy, Pillow and onnxruntime.
 
-``from runtime import Predictor`` is what applications import. This package never imports torch,
+``from edgeclf.runtime import Predictor`` (or ``from edgeclf import Predictor``) is what applications import. This package never imports torch,
 torchvision, timm or edgeclf's training code (a test checks it in a subprocess). onnxruntime itself
-is imported only when a :class:`Predictor` is created, so ``import runtime`` stays cheap.
+is imported only when a :class:`Predictor` is created, so ``import edgeclf.runtime`` stays cheap.
 """
 
 from ._version import __version__
@@ -42,9 +42,9 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # lazy: keeps `import runtime` free of onnxruntime until a Predictor is needed
+def __getattr__(name):  # lazy: keeps `import edgeclf.runtime` free of onnxruntime until a Predictor is needed
     if name in ("Predictor", "Prediction"):
         from . import predictor
 
         return getattr(predictor, name)
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    raise AttributeError(f"module 'edgeclf.runtime' has no attribute {name!r}")

@@ -6,7 +6,7 @@ status >= 400, a textual ``Content-Type`` (``text/html``, ``application/json`` .
 or a web page, not an image), a body larger than ``max_bytes``, or bytes that do not decode as an
 image. An image over the pixel limit raises :class:`~runtime.errors.ImageTooLargeError` instead.
 
-``requests`` is imported inside the functions, so ``import runtime`` does not pay for it.
+``requests`` is imported inside the functions, so ``import edgeclf.runtime`` does not pay for it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The torch-free predictor: an exported edgeclf model + onnxruntime → top-k labels for images.
 
->>> from runtime import Predictor
+>>> from edgeclf.runtime import Predictor
 >>> p = Predictor("artifact/")                    # or Predictor("model.onnx"), device="cuda", ...
 >>> p.predict("photo.jpg")                         # [Prediction(label='Leopards', index=0, probability=0.97), ...]
 >>> p.predict_batch(["a.jpg", "https://host/b.png"], on_error="return")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from conftest import SAMPLE_DATA
 
-from runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 CLASSES = ["Leopards", "airplanes", "butterfly"]
 #: A small input keeps random-init EfficientNet-Lite0 exports and gates fast (the model is size-agnostic).
@@ -35,8 +35,8 @@ def make_checkpoint(path: Path, split_path: Path, arch: str = "efficientnet_lite
     """Save an edgeclf checkpoint of a random-init ``arch`` classifier recording ``split_path``."""
     import torch
 
-    from train.checkpoint import save_checkpoint
-    from train.models import build_model
+    from edgeclf.train.checkpoint import save_checkpoint
+    from edgeclf.train.models import build_model
 
     torch.manual_seed(seed)
     model = build_model(arch, len(classes), weights="none").eval()

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.artifact import ARTIFACT_JSON, FORMAT_FILES, SCHEMA, SCHEMA_VERSION, ModelInfo
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.artifact import ARTIFACT_JSON, FORMAT_FILES, SCHEMA, SCHEMA_VERSION, ModelInfo
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 CLASS_NAMES = ("Leopards", "airplanes", "butterfly", "camera", "elephant", "lamp", "rhino", "umbrella", "watch")
 

@@ -20,9 +20,8 @@ NINE_CLASSES = ["Leopards", "airplanes", "butterfly", "camera", "elephant", "lam
 
 
 def cli_env(**extra) -> dict:
-    """Environment for running this checkout's CLI in a subprocess (this tree first on sys.path)."""
+    """Environment for running the installed CLI in a subprocess (2 OpenMP threads unless set)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "2")
     env.update(extra)
     return env

@@ -5,10 +5,10 @@ import time
 import numpy as np
 import pytest
 
-from bench.report import compare
-from bench.runner import parse_backends
-from bench.timing import Samples, summarize, time_repeated
-from runtime.errors import UsageError
+from edgeclf.bench.report import compare
+from edgeclf.bench.runner import parse_backends
+from edgeclf.bench.timing import Samples, summarize, time_repeated
+from edgeclf.runtime.errors import UsageError
 
 
 def test_warmup_calls_are_not_timed():

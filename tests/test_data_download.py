@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_image
-from runtime.errors import DownloadError, UsageError
-from train.data import CALTECH101_URL, FOLDER, download_caltech101
+from edgeclf.runtime.errors import DownloadError, UsageError
+from edgeclf.train.data import CALTECH101_URL, FOLDER, download_caltech101
 
 CLASSES = {"Faces": 3, "ant": 4, "BACKGROUND_Google": 2}
 

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from bench.demo import run_demo
-    from bench.report import make_console
+    from edgeclf.bench.demo import run_demo
+    from edgeclf.bench.report import make_console
 
     out = tmp_path_factory.mktemp("demo") / "out"
     return run_demo(out, epochs=3, bench_iters=5, console=make_console(quiet=True))
@@ -83,7 +83,7 @@ def test_gpu_backend_is_skipped_with_its_reason(demo):
 
 
 def test_eager_accuracy_equals_evaluate(demo):
-    from train.evaluate import evaluate_checkpoint
+    from edgeclf.train.evaluate import evaluate_checkpoint
 
     ev = evaluate_checkpoint(demo.checkpoint, demo.split_path, subset="test", device="cpu")
     eager = demo.bench["backends"]["eager"]
@@ -125,19 +125,19 @@ def test_bench_bad_input(run_cli, tmp_path, demo):
 
 
 def test_demo_refuses_a_non_empty_out_dir(demo):
-    from bench.demo import run_demo
-    from runtime.errors import UsageError
+    from edgeclf.bench.demo import run_demo
+    from edgeclf.runtime.errors import UsageError
 
     with pytest.raises(UsageError, match="not empty"):
         run_demo(demo.out_dir)
 
 
 def test_runtime_top3_equals_eager_on_every_test_image(demo):
-    """Issue 5's acceptance check, on the demo's trained efficientnet_lite0 artifact."""
-    from runtime import Predictor
-    from runtime.manifest import load_manifest
-    from train.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
-    from train.evaluate import predict_logits, softmax
+    """Runtime top-3 equals eager top-3 on the demo's trained efficientnet_lite0 artifact."""
+    from edgeclf.runtime import Predictor
+    from edgeclf.runtime.manifest import load_manifest
+    from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
+    from edgeclf.train.evaluate import predict_logits, softmax
 
     ckpt = load_checkpoint(demo.checkpoint)
     paths = [p for p, _ in load_manifest(demo.split_path).files("test")]

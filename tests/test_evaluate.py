@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from runtime.errors import CheckpointError
-from runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
-from runtime.preprocess import PreprocessConfig
-from train.checkpoint import save_checkpoint
-from train.evaluate import compute_metrics, evaluate_checkpoint, predict_logits
-from train.models import BACKBONES, BackboneSpec, Classifier
+from edgeclf.runtime.errors import CheckpointError
+from edgeclf.runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
+from edgeclf.runtime.preprocess import PreprocessConfig
+from edgeclf.train.checkpoint import save_checkpoint
+from edgeclf.train.evaluate import compute_metrics, evaluate_checkpoint, predict_logits
+from edgeclf.train.models import BACKBONES, BackboneSpec, Classifier
 
 
 def test_compute_metrics_hand_made_case():
@@ -101,7 +101,7 @@ def known_case(tmp_path, mean_rgb_arch):
 
 def test_predict_logits_known_values(known_case, mean_rgb_arch):
     _, split, model = known_case
-    from runtime.manifest import load_manifest
+    from edgeclf.runtime.manifest import load_manifest
 
     paths = [p for p, _ in load_manifest(split).files("test")]  # b1 b2 g1 g2 r1 r2
     logits = predict_logits(model, paths, mean_rgb_arch.preprocess, batch_size=4, device="cpu", workers=0)

@@ -17,16 +17,16 @@ import pytest
 
 from _export_data import CLASSES, SMALL, make_checkpoint, make_split
 
-from runtime.artifact import ARTIFACT_JSON, FORMAT_FILES, PARITY_JSON, SCHEMA, ModelInfo
-from runtime.image import load_image
-from runtime.manifest import file_sha256, load_manifest
-from runtime.preprocess import preprocess
+from edgeclf.runtime.artifact import ARTIFACT_JSON, FORMAT_FILES, PARITY_JSON, SCHEMA, ModelInfo
+from edgeclf.runtime.image import load_image
+from edgeclf.runtime.manifest import file_sha256, load_manifest
+from edgeclf.runtime.preprocess import preprocess
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """(artifact_dir, checkpoint, split, description) of one full export, built once."""
-    from export import export_checkpoint
+    from edgeclf.export import export_checkpoint
 
     root = tmp_path_factory.mktemp("export")
     split = make_split(root / "split.json")
@@ -46,7 +46,7 @@ def _test_inputs(split):
 def _eager(ckpt, x):
     import torch
 
-    from train.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(ckpt))
     with torch.inference_mode():
@@ -124,7 +124,7 @@ def test_dynamic_batch(exported, batch):
     """TorchScript and every ONNX file answer at batch sizes they were not exported with."""
     import onnxruntime as ort
 
-    from export.torchscript import load_torchscript
+    from edgeclf.export.torchscript import load_torchscript
 
     art, ckpt, split, _ = exported
     x, _ = _test_inputs(split)
@@ -191,9 +191,9 @@ def test_broken_export_is_caught_and_leaves_nothing(tmp_path, monkeypatch):
     """A model exported with its head Dropout left in train mode: every format fails the gate."""
     import copy
 
-    import export.onnx
-    import export.torchscript
-    from export import GateError, export_checkpoint
+    from edgeclf.export import onnx as export_onnx_module
+    from edgeclf.export import torchscript as export_ts_module
+    from edgeclf.export import GateError, export_checkpoint
 
     split = make_split(tmp_path / "split.json")
     ckpt = make_checkpoint(tmp_path / "best.pt", split)
@@ -205,8 +205,8 @@ def test_broken_export_is_caught_and_leaves_nothing(tmp_path, monkeypatch):
             return fn(broken, *args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(export.torchscript, "export_torchscript", in_train_mode(export.torchscript.export_torchscript))
-    monkeypatch.setattr(export.onnx, "export_onnx", in_train_mode(export.onnx.export_onnx))
+    monkeypatch.setattr(export_ts_module, "export_torchscript", in_train_mode(export_ts_module.export_torchscript))
+    monkeypatch.setattr(export_onnx_module, "export_onnx", in_train_mode(export_onnx_module.export_onnx))
     out = tmp_path / "artifact"
     with pytest.raises(GateError) as info:
         export_checkpoint(ckpt, out)
@@ -225,8 +225,8 @@ def test_broken_export_is_caught_and_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_export_refuses_split_with_other_classes(tmp_path):
-    from export import export_checkpoint
-    from runtime.errors import ManifestError
+    from edgeclf.export import export_checkpoint
+    from edgeclf.runtime.errors import ManifestError
 
     split = make_split(tmp_path / "split.json")
     ckpt = make_checkpoint(tmp_path / "best.pt", split)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from export.images import evenly_spaced
-from export.parity import accuracy_entry, compare, failures, parity_entry, softmax
-from export.staging import check_out_dir, publish, staging_dir
-from runtime.errors import UsageError
+from edgeclf.export.images import evenly_spaced
+from edgeclf.export.parity import accuracy_entry, compare, failures, parity_entry, softmax
+from edgeclf.export.staging import check_out_dir, publish, staging_dir
+from edgeclf.runtime.errors import UsageError
 
 
 def test_compare_known_values():

@@ -8,12 +8,12 @@ import pytest
 
 from _export_data import make_checkpoint, make_split
 
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 
 @pytest.mark.slow
 def test_resnet50_exports_and_passes_the_gate(tmp_path):
-    from export import export_checkpoint
+    from edgeclf.export import export_checkpoint
 
     split = make_split(tmp_path / "split.json", n_train=1, n_test=2)
     ckpt = make_checkpoint(tmp_path / "best.pt", split, arch="resnet50", preprocess=PreprocessConfig())

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from _bad_inputs import closed_port_url, huge_png, jpeg_bytes, noise_rgb, png_bytes, serve
-from runtime.errors import ImageFetchError, ImageTooLargeError, InvalidImageError
-from runtime.fetch import FetchOptions, fetch_image_bytes, is_url, load_image_url
-from runtime.image import load_image
+from edgeclf.runtime.errors import ImageFetchError, ImageTooLargeError, InvalidImageError
+from edgeclf.runtime.fetch import FetchOptions, fetch_image_bytes, is_url, load_image_url
+from edgeclf.runtime.image import load_image
 
 ARR = noise_rgb(7, (40, 30))
 PNG = png_bytes(ARR)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from _bad_inputs import corrupt_png_crc, huge_png, jpeg_bytes, noise_rgb, png_bytes
-from runtime.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
-from runtime.image import DEFAULT_MAX_PIXELS, expand_inputs, is_image_filename, load_image
+from edgeclf.runtime.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, expand_inputs, is_image_filename, load_image
 
 
 def px(img: Image.Image) -> np.ndarray:

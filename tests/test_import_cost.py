@@ -7,7 +7,7 @@ import json
 import pytest
 
 from _tiny_artifact import build_tiny_artifact
-from bench.import_cost import format_report, main, measure_import_cost
+from edgeclf.bench.import_cost import format_report, main, measure_import_cost
 
 
 @pytest.mark.slow  # four fresh interpreters, two of them importing torch: ~10 s

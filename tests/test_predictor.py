@@ -16,13 +16,13 @@ from PIL import Image
 from _bad_inputs import png_bytes, serve
 from _tiny_artifact import CLASS_NAMES, build_tiny_artifact, export_onnx_bytes, build_model, tiny_artifact, write_onnx  # noqa: F401
 from conftest import REPO_ROOT, SAMPLE_DATA, cli_env
-from runtime import Prediction, Predictor
-from runtime.artifact import ModelInfo
-from runtime.errors import ArtifactError, ImageNotFoundError, InvalidImageError, ProviderError, UsageError
-from runtime.image import load_image
-from runtime.predictor import softmax
-from runtime.preprocess import PreprocessConfig, preprocess
-from runtime.providers import cuda_device_count
+from edgeclf.runtime import Prediction, Predictor
+from edgeclf.runtime.artifact import ModelInfo
+from edgeclf.runtime.errors import ArtifactError, ImageNotFoundError, InvalidImageError, ProviderError, UsageError
+from edgeclf.runtime.image import load_image
+from edgeclf.runtime.predictor import softmax
+from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
+from edgeclf.runtime.providers import cuda_device_count
 from test_runtime_import import BLOCKER
 
 SAMPLE = sorted(SAMPLE_DATA.glob("*/*.jpg"))
@@ -182,7 +182,7 @@ def test_silent_cpu_fallback_is_detected(tiny_artifact, monkeypatch):
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime build without the CUDA provider")
-    monkeypatch.setattr("runtime.providers.cuda_device_count", lambda: 1)
+    monkeypatch.setattr("edgeclf.runtime.providers.cuda_device_count", lambda: 1)
     with pytest.raises(ProviderError, match=r"requested CUDAExecutionProvider is not active, the session runs on CPUExecutionProvider"):
         Predictor(tiny_artifact.dir, device="cuda")
     auto = Predictor(tiny_artifact.dir, device="auto")
@@ -274,10 +274,10 @@ def test_prediction_in_a_process_that_cannot_import_torch(tiny_artifact, predict
     image.write_bytes(png_bytes(np.asarray(load_image(SAMPLE[9]))))
     code = BLOCKER + (
         "import json, sys\n"
-        "from runtime import Predictor\n"
+        "from edgeclf.runtime import Predictor\n"
         f"p = Predictor({str(tiny_artifact.dir)!r}, device='auto')\n"
         f"preds = p.predict({str(image)!r})\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm', 'train', 'export'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in HEAVY or m.startswith(HEAVY_OURS))\n"
         "print(json.dumps({'preds': [x.to_dict() for x in preds], 'heavy': heavy, 'providers': p.providers}))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,

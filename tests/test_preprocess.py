@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from conftest import NINE_CLASSES, SAMPLE_DATA
-from runtime.errors import UsageError
-from runtime.image import is_image_filename, load_image
-from runtime.preprocess import PreprocessConfig, preprocess, preprocess_batch
+from edgeclf.runtime.errors import UsageError
+from edgeclf.runtime.image import is_image_filename, load_image
+from edgeclf.runtime.preprocess import PreprocessConfig, preprocess, preprocess_batch
 
 IMAGENET = PreprocessConfig()
 HALF = PreprocessConfig(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # EfficientNet-Lite0

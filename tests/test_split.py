@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import NINE_CLASSES, SAMPLE_DATA, make_image
-from runtime.errors import DatasetError, UsageError
-from runtime.manifest import SUBSETS, load_manifest, write_manifest
-from train.split import allocate, split_dataset
+from edgeclf.runtime.errors import DatasetError, UsageError
+from edgeclf.runtime.manifest import SUBSETS, load_manifest, write_manifest
+from edgeclf.train.split import allocate, split_dataset
 
 REAL_JPEG = SAMPLE_DATA / "Leopards" / "image_0001.jpg"
 
@@ -393,7 +393,7 @@ def test_real_caltech_nine_classes(caltech_full, tmp_path):
 
 
 def test_unwritable_out_is_refused_before_any_work(image_tree, tmp_path, monkeypatch):
-    from train.split import check_output_path
+    from edgeclf.train.split import check_output_path
 
     root = image_tree({"a": 4, "b": 4})
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user on a 0o555 folder

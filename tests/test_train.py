@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from runtime.errors import CheckpointError, DatasetError, ManifestError, UsageError
-from train.checkpoint import load_checkpoint, model_from_checkpoint
-from train.history import HISTORY_FIELDS, TIMING_FIELDS
-from train.loop import freeze_backbone, param_groups, set_train_mode, train_model
-from train.models import build_model
+from edgeclf.runtime.errors import CheckpointError, DatasetError, ManifestError, UsageError
+from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeclf.train.history import HISTORY_FIELDS, TIMING_FIELDS
+from edgeclf.train.loop import freeze_backbone, param_groups, set_train_mode, train_model
+from edgeclf.train.models import build_model
 from train_support import write_split
 
 FAST = dict(arch="tiny_cnn", batch_size=4, device="cpu", progress=False, workers=0)
@@ -141,8 +141,8 @@ def test_checkpoint_history_and_best(tmp_path, tiny_split):
     assert not torch.equal(feats["train"][0], feats["train"][1])  # the augmented view differs
 
     # The rebuilt model reproduces the logged validation accuracy from images (eval transform).
-    from runtime.manifest import load_manifest
-    from train.evaluate import predict_logits
+    from edgeclf.runtime.manifest import load_manifest
+    from edgeclf.train.evaluate import predict_logits
 
     model = model_from_checkpoint(last)
     manifest = load_manifest(tiny_split)
@@ -155,7 +155,7 @@ def test_checkpoint_history_and_best(tmp_path, tiny_split):
 
 
 def manifest_cfg(ckpt):
-    from train.checkpoint import preprocess_of
+    from edgeclf.train.checkpoint import preprocess_of
 
     return preprocess_of(ckpt)
 
@@ -164,7 +164,7 @@ def manifest_cfg(ckpt):
 
 def _kill_after_epoch(monkeypatch, epoch: int):
     """Simulate a kill right after ``last.pt`` of ``epoch`` was written."""
-    import train.loop as loop
+    import edgeclf.train.loop as loop
 
     real = loop.save_checkpoint
 
@@ -245,7 +245,7 @@ def test_checkpoint_from_another_split_is_refused(tmp_path, tiny_split, image_tr
 
 
 def test_undecodable_image_names_the_file(tmp_path, tiny_split):
-    from runtime.manifest import load_manifest
+    from edgeclf.runtime.manifest import load_manifest
 
     bad = load_manifest(tiny_split).files("train")[2][0]
     bad.write_bytes(b"this is not a JPEG")
@@ -256,7 +256,7 @@ def test_undecodable_image_names_the_file(tmp_path, tiny_split):
 
 
 def test_undecodable_image_in_a_worker_still_names_the_file(tmp_path, tiny_split):
-    from runtime.manifest import load_manifest
+    from edgeclf.runtime.manifest import load_manifest
 
     bad = load_manifest(tiny_split).files("train")[0][0]
     bad.write_bytes(b"")
@@ -335,7 +335,7 @@ def test_resnet50_from_module_prefixed_state_dict_file(tmp_path, image_tree):
 
 def test_cli_help_defaults_mirror_the_recipe():
     from edgeclf.commands.train import RECIPE_OPTIONS, SHOWN_DEFAULTS
-    from train.recipe import RECIPE_DEFAULTS
+    from edgeclf.train.recipe import RECIPE_DEFAULTS
 
     assert all(RECIPE_DEFAULTS[k] == v for k, v in SHOWN_DEFAULTS.items())
     assert set(RECIPE_OPTIONS) <= set(RECIPE_DEFAULTS)

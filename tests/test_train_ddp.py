@@ -34,7 +34,7 @@ def _worker(rank: int, world: int, port: int, split: str, out: str, log_dir: str
     """One DDP process: train, recording every file this process renames into place."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
-    from train.loop import train_model
+    from edgeclf.train.loop import train_model
 
     writes: list[str] = []
     real_replace = os.replace
@@ -64,7 +64,7 @@ def test_ddp_gloo_two_processes_only_rank0_writes(tmp_path, tiny_split):
     assert rank1["writes"] == []
     assert {Path(p).name for p in rank0["writes"]} == {"features.pt", "best.pt", "last.pt", "history.csv", "history.json"}
     assert rank0["world_size"] == rank1["world_size"] == 2
-    from train.history import TIMING_FIELDS
+    from edgeclf.train.history import TIMING_FIELDS
 
     def metrics(rows):
         return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
@@ -72,8 +72,8 @@ def test_ddp_gloo_two_processes_only_rank0_writes(tmp_path, tiny_split):
     assert metrics(rank0["history"]) == metrics(rank1["history"])  # all-reduced: every process agrees
     assert [r["train_images"] for r in rank0["history"]] == [16, 16]  # 15 images, DistributedSampler pads to 2x8
 
-    from train.checkpoint import load_checkpoint
-    from train.loop import train_model
+    from edgeclf.train.checkpoint import load_checkpoint
+    from edgeclf.train.loop import train_model
 
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.errors import UsageError
-from train import devices
-from train.datasets import ImageListDataset, KeyedSampler, sample_seed
-from train.distributed import DistInfo, backend_for, env_world, gather_rows
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.errors import UsageError
+from edgeclf.train import devices
+from edgeclf.train.datasets import ImageListDataset, KeyedSampler, sample_seed
+from edgeclf.train.distributed import DistInfo, backend_for, env_world, gather_rows
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 
 @pytest.mark.parametrize("device_type, bf16, dtype, scaler", [
@@ -95,8 +95,8 @@ def test_augmentation_is_a_function_of_the_key(image_tree):
 def test_eval_transform_is_runtime_preprocess(image_tree):
     import numpy as np
 
-    from runtime.image import load_image
-    from runtime.preprocess import preprocess
+    from edgeclf.runtime.image import load_image
+    from edgeclf.runtime.preprocess import preprocess
 
     root = image_tree({"a": 1}, size=(70, 50))
     path = next((root / "a").iterdir())
@@ -109,7 +109,7 @@ def test_eval_transform_is_runtime_preprocess(image_tree):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_amp_training_step(tmp_path, image_tree):
     """The CUDA path end to end: autocast dtype, channels_last, unfrozen, one epoch."""
-    from train.loop import train_model
+    from edgeclf.train.loop import train_model
     from train_support import write_split
 
     root = image_tree({"a": 4, "b": 4}, size=(48, 40))

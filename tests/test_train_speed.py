@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from runtime.manifest import load_manifest
+from edgeclf.runtime.manifest import load_manifest
 from train_support import write_split
 
 
 def test_measure_train_speed_report(tmp_path, image_tree):
-    from bench.train_speed import measure_train_speed, subset_manifest
+    from edgeclf.bench.train_speed import measure_train_speed, subset_manifest
 
     root = image_tree({"a": 8, "b": 8}, size=(48, 40))
     split = write_split(root, tmp_path / "split.json", n_val=2, n_test=1)

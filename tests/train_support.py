@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
-from runtime.image import is_image_filename
+from edgeclf.runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
+from edgeclf.runtime.image import is_image_filename
 
 
 def write_split(data_root: Path, out: Path, n_val: int = 1, n_test: int = 1, seed: int = 0,

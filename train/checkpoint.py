@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
-from runtime.errors import first_line
-from runtime.files import file_sha256, temp_sibling  # noqa: F401  (file_sha256: re-exported)
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.errors import first_line
+from edgeclf.runtime.files import file_sha256, temp_sibling  # noqa: F401  (file_sha256: re-exported)
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError
 from .models import Classifier, get_backbone

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 from urllib.parse import urlparse
 
-from runtime.errors import DownloadError, UsageError
+from edgeclf.runtime.errors import DownloadError, UsageError
 
 #: The official archive on CaltechDATA (doi:10.22002/D1.20086), as torchvision's ``Caltech101`` uses.
 CALTECH101_URL = "https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip"

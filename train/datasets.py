@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from runtime.errors import InvalidImageError
-from runtime.image import load_image
-from runtime.preprocess import PreprocessConfig, preprocess
+from edgeclf.runtime.errors import InvalidImageError
+from edgeclf.runtime.image import load_image
+from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
 
 from .errors import DatasetError
 

@@ -1,6 +1,6 @@
 """Training-side exceptions; all derive from :class:`runtime.errors.EdgeclfError`."""
 
-from runtime.errors import CheckpointError, DatasetError, DownloadError, EdgeclfError, UsageError
+from edgeclf.runtime.errors import CheckpointError, DatasetError, DownloadError, EdgeclfError, UsageError
 
 
 class WeightsError(EdgeclfError):

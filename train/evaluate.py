@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.files import atomic_write_text
-from runtime.preprocess import PreprocessConfig
+from edgeclf.runtime.files import atomic_write_text
+from edgeclf.runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError, DatasetError, UsageError
 
@@ -158,7 +158,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
         CheckpointError: unreadable checkpoint, or class names that differ from the manifest's.
         ManifestError, UsageError (empty/unknown subset), DatasetError (an image does not decode).
     """
-    from runtime.manifest import load_manifest
+    from edgeclf.runtime.manifest import load_manifest
 
     from .checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from runtime.files import temp_sibling
+from edgeclf.runtime.files import temp_sibling
 
 from .datasets import VIEW_STREAM, ImageListDataset, KeyedSampler, unwrap_worker_error
 from .distributed import DistInfo, all_agree, gather_rows

@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from runtime.files import atomic_write_text
+from edgeclf.runtime.files import atomic_write_text
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_images",
                   "train_images_per_s", "epoch_time_s", "elapsed_s")

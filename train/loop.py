@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.manifest import load_manifest
+from edgeclf.runtime.manifest import load_manifest
 
 from . import devices
 from .checkpoint import load_checkpoint, save_checkpoint

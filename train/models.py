@@ -21,9 +21,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from edgeclf.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 
-from runtime.errors import first_line
+from edgeclf.runtime.errors import first_line
 
 from .errors import UsageError, WeightsError
 

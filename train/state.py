@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime._version import __version__
+from edgeclf.runtime._version import __version__
 
 from .distributed import DistInfo
 from .models import Classifier

@@ -45,9 +45,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from runtime.errors import UsageError
+    from edgeclf.runtime.errors import UsageError
 
-    from bench import report
+    from edgeclf.bench import report
 
     if args.target[0] == "compare":
         if len(args.target) != 3:
@@ -65,7 +65,7 @@ def run(args) -> int:
     if args.iters is not None and args.iters < 1:
         raise UsageError(f"--iters {args.iters}: must be >= 1")
 
-    from bench.runner import parse_backends, run_bench
+    from edgeclf.bench.runner import parse_backends, run_bench
 
     console = report.make_console()
     doc = run_bench(

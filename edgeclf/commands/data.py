@@ -38,8 +38,8 @@ def run(args) -> int:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    from runtime.errors import UsageError
-    from train.data import CALTECH101_URL, download_caltech101
+    from edgeclf.runtime.errors import UsageError
+    from edgeclf.train.data import CALTECH101_URL, download_caltech101
 
     if args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout:g}: use a positive number of seconds")

@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from bench.demo import run_demo
+    from edgeclf.bench.demo import run_demo
 
     run_demo(args.out, data_dir=args.data, epochs=args.epochs, bench_iters=args.bench_iters,
              int8=args.int8, force=args.force)

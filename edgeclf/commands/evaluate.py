@@ -66,7 +66,7 @@ def render(report: dict) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from train.evaluate import evaluate_checkpoint
+    from edgeclf.train.evaluate import evaluate_checkpoint
 
     json_out = args.json_out or Path(args.checkpoint).resolve().parent / f"eval_{args.subset}.json"
     report = evaluate_checkpoint(args.checkpoint, args.split, subset=args.subset, json_out=json_out,

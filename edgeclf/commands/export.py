@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
 
 
 def _print_report(console, report: dict) -> None:
-    from export.parity import render_table
+    from edgeclf.export.parity import render_table
 
     console.print(render_table(report))
 
@@ -47,9 +47,9 @@ def run(args) -> int:
 
     from rich.console import Console
 
-    from export import export_checkpoint
-    from export.errors import GateError
-    from runtime.artifact import PARITY_JSON
+    from edgeclf.export import export_checkpoint
+    from edgeclf.export.errors import GateError
+    from edgeclf.runtime.artifact import PARITY_JSON
 
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for the gate table, no wrapping

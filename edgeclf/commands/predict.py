@@ -42,9 +42,9 @@ def run(args) -> int:
     import json
     import sys
 
-    from runtime.errors import UsageError
-    from runtime.image import DEFAULT_MAX_PIXELS, expand_inputs
-    from runtime.predictor import Predictor
+    from edgeclf.runtime.errors import UsageError
+    from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, expand_inputs
+    from edgeclf.runtime.predictor import Predictor
 
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: give an integer >= 1")

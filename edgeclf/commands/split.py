@@ -41,8 +41,8 @@ def run(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from runtime.manifest import write_manifest
-    from train.split import check_output_path, list_class_folders, split_dataset, validate_ratios
+    from edgeclf.runtime.manifest import write_manifest
+    from edgeclf.train.split import check_output_path, list_class_folders, split_dataset, validate_ratios
 
     validate_ratios(args.ratios)
     out = check_output_path(args.out, args.data_dir)
@@ -66,7 +66,7 @@ def print_summary(console, manifest, folders: list[str]) -> None:
     """Per-class counts table, unselected folders, and exclusions per reason with file names."""
     from rich.table import Table
 
-    from runtime.manifest import SUBSETS
+    from edgeclf.runtime.manifest import SUBSETS
 
     table = Table(title=f"split of {manifest.data_root} (seed {manifest.seed}, ratios "
                         + "/".join(f"{manifest.ratios[s]:g}" for s in SUBSETS) + ")")

@@ -62,7 +62,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from train.loop import train_model
+    from edgeclf.train.loop import train_model
 
     import os
 
