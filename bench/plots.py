@@ -81,7 +81,7 @@ def parity(formats: dict[str, dict], path: str | os.PathLike, *, tolerance: floa
     ax.set_xscale("log")
     ax.set_yticks(range(len(names)), labels=ylabels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("per-image max |Δ softmax probability| (log scale)")
+    ax.set_xlabel(f"per-image max |Δ softmax probability| (log scale; values ≤ {PROB_DIFF_FLOOR:g} drawn at {PROB_DIFF_FLOOR:g})")
     ax.grid(True, axis="x", which="major", alpha=0.3)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
