@@ -247,3 +247,25 @@ def test_evaluation_figures_beside_the_json(tmp_path):
     for f in figs:
         with Image.open(f.path) as im:
             assert im.size == (f.width_px, f.height_px)
+
+
+def test_evaluate_cli_writes_the_confusion_matrix_beside_its_json(tmp_path, monkeypatch, capsys):
+    import edgeclf.train.evaluate as E
+    from edgeclf.cli import main
+
+    logits = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]
+    ev = {"subset": "test", "split_matches_checkpoint": True, **E.compute_metrics(logits, [0, 1, 2, 1], CLASSES)}
+
+    def fake_evaluate(checkpoint, split, subset, json_out, **kw):  # the metrics are tested in test_evaluate.py
+        E.write_json(ev, json_out)
+        return ev
+
+    monkeypatch.setattr(E, "evaluate_checkpoint", fake_evaluate)
+    out = tmp_path / "elsewhere" / "eval.json"
+    out.parent.mkdir()
+    assert main(["evaluate", str(tmp_path / "best.pt"), "--split", "s.json", "--json", str(out)]) == 0
+    shown = capsys.readouterr().out
+    for name in ("confusion_matrix.png", "confusion_matrix_normalized.png"):
+        with Image.open(out.parent / name) as im:
+            assert im.format == "PNG"
+        assert f"wrote {out.parent / name}" in shown

@@ -233,7 +233,8 @@ def per_class_metrics(per_class: dict[str, dict[str, Any]], class_names: Sequenc
     labels = [f"{s} (n={per_class[s].get('support', 0)})" for s in names]
     fs = 9.0 if n <= 20 else (7.0 if n <= 50 else 5.5)
     row_in = 0.36 if n <= 20 else (0.22 if n <= 50 else 0.16)
-    fig = new_figure(4.5 + _label_inches(labels, fs), n * row_in + 1.4, dpi=DPI if n <= 50 else 100)
+    fig = new_figure((4.5 if n <= 20 else 6.0) + _label_inches(labels, fs), n * row_in + 1.4,
+                     dpi=DPI if n <= 50 else 100)
     ax = fig.add_subplot()
     y = np.arange(n)
     h = 0.27
@@ -241,7 +242,7 @@ def per_class_metrics(per_class: dict[str, dict[str, Any]], class_names: Sequenc
         ax.barh(y + (k - 1) * h, [per_class[s][key] for s in names], height=h, color=colour,
                 label={"f1": "F1"}.get(key, key))
     ax.set_yticks(y, labels=labels, fontsize=fs)
-    ax.invert_yaxis()
+    ax.set_ylim(n - 0.5, -0.5)  # first class on top, no empty band
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("score (0-1)")
     ax.grid(True, axis="x", alpha=0.3)
