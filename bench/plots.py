@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from edgeclf.train.plots import OKABE_ITO, SavedFigure, new_figure, save_figure
+from edgeclf.train.plots import OKABE_ITO, SavedFigure, new_figure, plain, save_figure
 
 #: Per-image |Δ probability| below this is drawn at this value on the log axis (exact agreement).
 PROB_DIFF_FLOOR = 1e-10
@@ -61,7 +61,7 @@ def parity(formats: dict[str, dict], path: str | os.PathLike, *, tolerance: floa
     for i, name in enumerate(names):
         row = formats[name]
         ref = "fp32 ONNX" if row.get("gate") == "accuracy" else "eager"
-        ylabels.append(f"{name}\n(vs {ref}, {row.get('images', '?')} images)")
+        ylabels.append(plain(f"{name}\n(vs {ref}, {row.get('images', '?')} images)"))
         colour = OKABE_ITO[1] if row.get("gate") == "accuracy" else OKABE_ITO[0]
         per = row.get("max_abs_prob_diff_per_image")
         if per:
@@ -102,14 +102,14 @@ def parity(formats: dict[str, dict], path: str | os.PathLike, *, tolerance: floa
         ax_acc.barh(y, [b[1] for b in bars], height=0.55, color=[b[2] for b in bars])
         for k, (_, value, _) in enumerate(bars):
             ax_acc.text(min(value, 100) - 1, k, f"{value:.2f} %", ha="right", va="center", fontsize=8, color="white")
-        ax_acc.set_yticks(y, labels=[b[0] for b in bars], fontsize=8)
+        ax_acc.set_yticks(y, labels=[plain(b[0]) for b in bars], fontsize=8)
         ax_acc.invert_yaxis()
         lo = min(b[1] for b in bars)
         ax_acc.set_xlim(max(0.0, min(lo - 5, 90.0)), 100.0)
         ax_acc.set_xlabel("test top-1 accuracy (%)")
         ax_acc.set_title(f"accuracy on {first.get('images', '?')} test images", fontsize=10)
         ax_acc.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(plain(title))
     return save_figure(fig, path, title, formats=names, accuracy_formats=list(acc_rows))
 
 
@@ -157,12 +157,12 @@ def latency(runs: Sequence[tuple[str, dict]], path: str | os.PathLike, *,
             ax.vlines(xs, p50, p99, color="black", linewidth=0.8)
             ax.scatter(xs, p90, marker="_", s=60, color="black", linewidths=1.5)
             ax.scatter(xs, p99, marker="_", s=30, color="black", linewidths=0.8)
-        ax.set_xticks(range(len(names)), labels=names, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(names)), labels=[plain(x) for x in names], rotation=30, ha="right", fontsize=8)
         ax.set_yscale("log")
         ax.grid(True, axis="y", which="both", alpha=0.25)
         env = doc.get("environment", {})
         threads = doc.get("settings", {}).get("threads")
-        ax.set_title(f"{label}\n{env.get('cpu_model') or ''}" + (f" · {threads} threads" if threads else ""),
+        ax.set_title(plain(f"{label}\n{env.get('cpu_model') or ''}" + (f" · {threads} threads" if threads else "")),
                      fontsize=8)
     axes[0].set_ylabel("latency per batch (ms, log scale)")
     from matplotlib.lines import Line2D
@@ -175,7 +175,7 @@ def latency(runs: Sequence[tuple[str, dict]], path: str | os.PathLike, *,
     extra = [Line2D([], [], color="black", marker="_", linestyle="-", markersize=10, label="whisker: tick p90, end p99")]
     fig.legend(list(seen.values()) + extra, list(seen) + [extra[0].get_label()], loc="outside lower center",
                ncols=min(6, len(seen) + 1), fontsize=8, frameon=False)
-    fig.suptitle(title)
+    fig.suptitle(plain(title))
     return save_figure(fig, path, title, panels=panels)
 
 
@@ -205,7 +205,7 @@ def throughput(runs: Sequence[tuple[str, dict]], path: str | os.PathLike, *,
             text = name if len(runs) == 1 else f"{name} — {label}"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=OKABE_ITO[b_i % len(OKABE_ITO)],
                     marker=BACKEND_MARKERS[b_i % len(BACKEND_MARKERS)], linestyle=RUN_STYLES[r_i % len(RUN_STYLES)],
-                    label=text)
+                    label=plain(text))
             lines.append(text)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(all_bs), labels=[str(b) for b in sorted(all_bs)])
@@ -215,7 +215,7 @@ def throughput(runs: Sequence[tuple[str, dict]], path: str | os.PathLike, *,
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title(title)
+    ax.set_title(plain(title))
     return save_figure(fig, path, title, lines=lines)
 
 
@@ -261,12 +261,12 @@ def cold_start_memory(runs: Sequence[tuple[str, dict]], path: str | os.PathLike,
     ax_m.set_xlabel("memory (MiB)")
     ax_m.set_xlim(0, max(1.0, float(max(rss.max(), max((g or 0) for g in gpu)))) * 1.15)
     for ax in (ax_t, ax_m):
-        ax.set_yticks(y, labels=[b[0] for b in bars], fontsize=8)
+        ax.set_yticks(y, labels=[plain(b[0]) for b in bars], fontsize=8)
         ax.invert_yaxis()
         ax.grid(True, axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     ax_m.set_yticklabels([])
-    fig.suptitle(title)
+    fig.suptitle(plain(title))
     return save_figure(fig, path, title, rows=[b[0] for b in bars])
 
 

@@ -15,8 +15,8 @@ from PIL import Image
 from edgeclf.runtime.files import file_sha256
 from train_support import write_split
 
-#: Class names with HTML metacharacters: the page must escape them.
-CLASSES = ["cat", "dog", "<b>fish&chips</b>"]
+#: Class names with HTML metacharacters (the page must escape them) and a mathtext pair (drawn literally).
+CLASSES = ["cat", "$x$ dog", "<b>fish&chips</b>"]
 
 
 def _history(epochs: int = 4) -> list[dict]:

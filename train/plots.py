@@ -74,6 +74,16 @@ def save_figure(fig, path: str | os.PathLike, title: str, **details) -> SavedFig
     return SavedFigure(path, title, width, height, details)
 
 
+def plain(text) -> str:
+    """``text`` as literal figure text: ``$`` escaped so matplotlib does not read it as math."""
+    return str(text).replace("$", r"\$")
+
+
+def unplain(text: str) -> str:
+    """Inverse of :func:`plain` (the text as the reader sees it)."""
+    return text.replace(r"\$", "$")
+
+
 def _label_inches(labels: Sequence[str], fontsize: float) -> float:
     """Rough width in inches of the longest label at ``fontsize`` points."""
     longest = max((len(s) for s in labels), default=1)
@@ -129,7 +139,7 @@ def training_curves(history: Sequence[dict], path: str | os.PathLike, *, best_ep
     if len(epochs) <= 12:
         for ax in (ax_loss, ax_acc):
             ax.set_xticks(epochs)
-    fig.suptitle(title)
+    fig.suptitle(plain(title))
     return save_figure(fig, path, title)
 
 
@@ -183,8 +193,8 @@ def confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     shown = np.ma.masked_where(m == 0, values)
     vmax = 1.0 if normalize else max(1.0, float(values.max()))
     im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest", aspect="equal")
-    ax.set_xticks(range(n), labels=names, rotation=90, fontsize=tick_fs)
-    ax.set_yticks(range(n), labels=names, fontsize=tick_fs)
+    ax.set_xticks(range(n), labels=[plain(x) for x in names], rotation=90, fontsize=tick_fs)
+    ax.set_yticks(range(n), labels=[plain(x) for x in names], fontsize=tick_fs)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
@@ -205,8 +215,9 @@ def confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     bar.set_label("fraction of the true class's images" if normalize else "images")
     title = title or ("Confusion matrix, row-normalised (recall on the diagonal)" if normalize
                       else "Confusion matrix (image counts)")
-    ax.set_title(f"{title}\n{int(m.sum())} images, {n} classes", fontsize=11)
-    labels = {"x": [t.get_text() for t in ax.get_xticklabels()], "y": [t.get_text() for t in ax.get_yticklabels()]}
+    ax.set_title(plain(f"{title}\n{int(m.sum())} images, {n} classes"), fontsize=11)
+    labels = {"x": [unplain(t.get_text()) for t in ax.get_xticklabels()],
+              "y": [unplain(t.get_text()) for t in ax.get_yticklabels()]}
     return save_figure(fig, path, title, tick_labels=labels, annotated=annotated)
 
 
@@ -241,14 +252,14 @@ def per_class_metrics(per_class: dict[str, dict[str, Any]], class_names: Sequenc
     for k, (key, colour) in enumerate((("precision", OKABE_ITO[0]), ("recall", OKABE_ITO[1]), ("f1", OKABE_ITO[2]))):
         ax.barh(y + (k - 1) * h, [per_class[s][key] for s in names], height=h, color=colour,
                 label={"f1": "F1"}.get(key, key))
-    ax.set_yticks(y, labels=labels, fontsize=fs)
+    ax.set_yticks(y, labels=[plain(x) for x in labels], fontsize=fs)
     ax.set_ylim(n - 0.5, -0.5)  # first class on top, no empty band
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("score (0-1)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=11, pad=22)
-    return save_figure(fig, path, title, tick_labels=[t.get_text() for t in ax.get_yticklabels()])
+    ax.set_title(plain(title), fontsize=11, pad=22)
+    return save_figure(fig, path, title, tick_labels=[unplain(t.get_text()) for t in ax.get_yticklabels()])
 
 
 def write_evaluation_figures(report: dict, out_dir: str | os.PathLike,
