@@ -269,3 +269,17 @@ def test_evaluate_cli_writes_the_confusion_matrix_beside_its_json(tmp_path, monk
         with Image.open(out.parent / name) as im:
             assert im.format == "PNG"
         assert f"wrote {out.parent / name}" in shown
+
+
+def test_bench_without_a_backend_that_ran_keeps_its_tables(inputs, tmp_path):
+    from edgeclf.bench.model_report import build_report
+
+    run, _, _, _, _ = inputs
+    doc = _bench_doc()
+    doc["backends"] = {"onnx-cuda": {"status": "skipped", "reason": "no <GPU> here"}}
+    doc["rows"] = []
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(doc))
+    res = build_report(run, tmp_path / "r", bench_paths=[path])
+    assert "bench figures" in res.absent and not [f for f in res.figures if f.path.name.startswith("bench_")]
+    assert "skipped: no &lt;GPU&gt; here" in res.index_html.read_text()
