@@ -25,7 +25,7 @@ class DemoResult:
     """What the demo produced: paths of each stage's file and the headline numbers.
 
     Attributes:
-        out_dir: folder holding ``split.json``, ``run/``, ``artifact/``, ``bench.json``.
+        out_dir: folder holding ``split.json``, ``run/``, ``artifact/``, ``bench.json``, ``report/``.
         test_top1, test_top3: evaluate's accuracies on the sample's test split (fractions).
         parity: the fp32 parity summary from export (max |Δ| probabilities per format).
         predictions: (file, [(label, probability), ...]) for three test images.
@@ -100,7 +100,8 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     done("2/6 train")
 
     stage("3/6 evaluate")
-    ev = evaluate_checkpoint(result.best_checkpoint, split_path, subset="test")
+    ev = evaluate_checkpoint(result.best_checkpoint, split_path, subset="test",
+                             json_out=result.best_checkpoint.parent / "eval_test.json")
     console.print(f"test top-1 {ev['top1']:.2%}, top-3 {ev['top3']:.2%} on {ev['num_images']} images")
     done("3/6 evaluate")
 
@@ -132,5 +133,9 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     console.rule("[bold]summary")
     for name, secs in times.items():
         console.print(f"{name:<36} {secs:7.1f} s")
+    from edgeclf.bench.model_report import build_report
+
+    report = build_report(out / "run", out / "report", artifact_dir=artifact_dir, bench_paths=[out / "bench.json"])
+    console.print(f"report: {report.index_html}")
     return DemoResult(out, split_path, result.best_checkpoint, artifact_dir, ev["top1"], ev["top3"],
                       description.get("parity", {}), predictions, doc, times)

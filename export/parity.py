@@ -57,7 +57,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
         ``max_abs_logit_diff``, ``mean_abs_logit_diff``, ``max_abs_prob_diff``,
         ``mean_abs_prob_diff`` (floats), ``top1_agreement``, ``top3_agreement`` (fractions in
         [0, 1]; top-3 agrees when the same k = min(3, C) classes come first, in any order),
-        ``top1_mismatches`` (count) and ``images``.
+        ``top1_mismatches`` (count), ``images`` and ``max_abs_prob_diff_per_image`` (N floats:
+        each image's largest |Δ softmax probability| over the classes, 3 significant digits — the
+        distribution ``edgeclf report`` plots).
     """
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if reference.shape != candidate.shape:
@@ -76,7 +78,15 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
         "top1_agreement": float(top1.mean()) if top1.size else 1.0,
         "top3_agreement": float(top3.mean()) if top3.size else 1.0,
         "top1_mismatches": int((~top1).sum()),
+        "max_abs_prob_diff_per_image": _per_image(dp),
     }
+
+
+def _per_image(dp: np.ndarray) -> list[float]:
+    """Largest |Δ probability| of each row of a (N, C) array, rounded to 3 significant digits."""
+    if not dp.size:
+        return []
+    return [float(f"{v:.3g}") for v in dp.max(axis=1)]
 
 
 def parity_entry(reference: dict[int, np.ndarray], candidate: dict[int, "np.ndarray | str"],
@@ -90,7 +100,8 @@ def parity_entry(reference: dict[int, np.ndarray], candidate: dict[int, "np.ndar
         tolerance: maximum allowed |Δ softmax probability|.
     Returns:
         The worst-case metrics over batch sizes (see :func:`compare`) plus ``gate`` = "parity",
-        ``precision`` = "fp32", ``batch_sizes``, ``by_batch_size`` (per-size metrics, or
+        ``precision`` = "fp32", ``batch_sizes``, ``max_abs_prob_diff_per_image`` (per image, the
+        largest over batch sizes), ``by_batch_size`` (per-size metrics, or
         ``{"error": text}``), ``errors`` (list), ``max_abs_prob_diff_tolerance`` and ``passed``.
     """
     per = {str(b): ({"error": c} if isinstance(c, str) else compare(reference[b], c))
@@ -110,6 +121,8 @@ def parity_entry(reference: dict[int, np.ndarray], candidate: dict[int, "np.ndar
         "top3_agreement": min((r["top3_agreement"] for r in rows), default=0.0),
         "top1_mismatches": max((r["top1_mismatches"] for r in rows), default=0),
         "max_abs_prob_diff_tolerance": tolerance,
+        "max_abs_prob_diff_per_image": ([max(v) for v in zip(*(r["max_abs_prob_diff_per_image"] for r in rows))]
+                                        if rows else []),
         "errors": errors,
         "by_batch_size": per,
     }

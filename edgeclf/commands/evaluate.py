@@ -8,7 +8,9 @@ DESCRIPTION = """\
 Evaluate a training checkpoint on a subset (default: test) of a split manifest: top-1 and top-3
 accuracy, per-class precision/recall/F1 and support, the confusion matrix (rows = true class),
 and the misclassified files with their top-3. Prints tables and writes JSON (default
-RUN_DIR/eval_<subset>.json beside the checkpoint).
+RUN_DIR/eval_<subset>.json beside the checkpoint) and, beside the JSON, the confusion matrix as
+confusion_matrix.png (counts) and confusion_matrix_normalized.png (for --subset val/train:
+confusion_matrix_<subset>*.png).
 
 example:
   edgeclf evaluate runs/eff/best.pt --split split.json
@@ -73,4 +75,9 @@ def run(args) -> int:
                                  batch_size=args.batch_size, device=args.device, data_root=args.data_root)
     render(report)
     print(f"wrote {json_out}")
+    from edgeclf.train.plots import write_evaluation_figures
+
+    stem = "confusion_matrix" if args.subset == "test" else f"confusion_matrix_{args.subset}"
+    for fig in write_evaluation_figures(report, Path(json_out).parent, stem=stem):
+        print(f"wrote {fig.path}")
     return 0
