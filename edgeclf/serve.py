@@ -36,12 +36,8 @@ import base64
 import binascii
 import concurrent.futures
 import logging
-import os
-import queue
 import struct
 import sys
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -52,6 +48,8 @@ from edgeclf.runtime.errors import InvalidImageError, UsageError
 from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, load_image
 from edgeclf.runtime.predictor import Predictor, softmax
 from edgeclf.runtime.preprocess import preprocess
+
+from .microbatch import MicroBatcher
 
 
 def _import_kserve():
@@ -118,95 +116,6 @@ class ServeOptions:
             raise UsageError(f"max_body_bytes={self.max_body_bytes!r}: give a positive byte count")
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
             raise UsageError(f"model_name={self.model_name!r}: give a non-empty name without '/' or ':'")
-
-
-# -- micro-batching --------------------------------------------------------------------------------
-class MicroBatcher:
-    """Merge concurrent model calls into one: ``submit(x)`` queues a preprocessed batch and returns a
-    future of its logits; one worker thread concatenates whatever is queued — up to
-    ``max_batch_size`` images, waiting at most ``timeout_ms`` after the first — runs ``run`` once and
-    hands each caller exactly its own rows.
-
-    Args:
-        run: ``(B, 3, H, W) float32 → (B, C) float32`` (e.g. :meth:`Predictor.logits`).
-        max_batch_size: most images per ``run`` (a single submission larger than this runs alone).
-        timeout_ms: how long the first queued request waits for company.
-
-    The worker thread is started lazily, and again in a forked child (a thread does not survive
-    ``fork``). A failing ``run`` fails every future of that merged batch with the same exception.
-    """
-
-    def __init__(self, run, max_batch_size: int, timeout_ms: float):
-        self.run = run
-        self.max_batch_size = max_batch_size
-        self.timeout_s = timeout_ms / 1000.0
-        self._pid = None
-        self._queue: queue.Queue | None = None
-        self._lock = threading.Lock()
-        #: sizes (images) of the merged batches run so far, for tests and metrics
-        self.batch_sizes: list[int] = []
-
-    def _ensure_worker(self) -> queue.Queue:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._queue = queue.Queue()
-                self._pid = os.getpid()
-                threading.Thread(target=self._work, args=(self._queue,), name="edgeclf-microbatch",
-                                 daemon=True).start()
-            return self._queue
-
-    def submit(self, x: np.ndarray) -> concurrent.futures.Future:
-        """Queue ``x`` (n, 3, H, W); the future resolves to its logits (n, C) float32."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._ensure_worker().put((x, future))
-        return future
-
-    def _work(self, q: queue.Queue) -> None:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            items, total = [item], len(item[0])
-            deadline = time.monotonic() + self.timeout_s
-            while total < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    nxt = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    q.put(None)
-                    break
-                if total + len(nxt[0]) > self.max_batch_size:
-                    self._run(items, total)
-                    items, total = [nxt], len(nxt[0])
-                    deadline = time.monotonic() + self.timeout_s
-                    continue
-                items.append(nxt)
-                total += len(nxt[0])
-            self._run(items, total)
-
-    def _run(self, items, total: int) -> None:
-        futures = [f for _, f in items if f.set_running_or_notify_cancel()]
-        live = [(x, f) for x, f in items if f.running()]
-        if not live:
-            return
-        try:
-            out = self.run(np.concatenate([x for x, _ in live]) if len(live) > 1 else live[0][0])
-        except BaseException as err:  # noqa: BLE001 - handed to every caller of this batch
-            for f in futures:
-                f.set_exception(err)
-            return
-        self.batch_sizes.append(sum(len(x) for x, _ in live))
-        start = 0
-        for x, f in live:
-            f.set_result(out[start:start + len(x)])
-            start += len(x)
-
-    def close(self) -> None:
-        """Stop the worker after the queued requests are done."""
-        if self._queue is not None and self._pid == os.getpid():
-            self._queue.put(None)
 
 
 # -- request conversion ------------------------------------------------------------------------------
@@ -464,6 +373,10 @@ class EdgeclfModel(kserve.Model):
         inp = request.inputs[0]
         where = f"inputs[0] ({inp.name!r})"
         loop = asyncio.get_running_loop()
+        allowed = OUTPUTS_IMAGE if inp.name == IMAGE_INPUT else (OUTPUT_LOGITS,)
+        requested = request.request_outputs
+        unknown = [o.name for o in requested or () if o.name not in allowed]
+        _check(not unknown, f"outputs: {unknown} not produced for input {inp.name!r}; ask for {list(allowed)}")
         if inp.name == IMAGE_INPUT:
             k = self._top_k(request.parameters)
             _check(inp.datatype == "BYTES", f"{where}: datatype {inp.datatype} must be BYTES (encoded image files)")
@@ -481,7 +394,6 @@ class EdgeclfModel(kserve.Model):
                 "probability": np.take_along_axis(probs, order, axis=1).astype(np.float32),
                 "index": order.astype(np.int64),
             }
-            allowed = OUTPUTS_IMAGE
         else:
             crop = self.predictor.preprocess_config.crop_size
             _check(inp.datatype == "FP32", f"{where}: datatype {inp.datatype} must be FP32")
@@ -493,11 +405,6 @@ class EdgeclfModel(kserve.Model):
                 raise InvalidInput(f"{where}: data does not fill shape {list(inp.shape)} with numbers"
                                    f" ({str(err).splitlines()[0]})") from None
             values = {OUTPUT_LOGITS: await self._logits(x)}
-            allowed = (OUTPUT_LOGITS,)
-        requested = request.request_outputs
-        if requested:
-            unknown = [o.name for o in requested if o.name not in allowed]
-            _check(not unknown, f"outputs: {unknown} not produced for input {inp.name!r}; ask for {list(allowed)}")
         dtypes = {"label": "BYTES", "probability": "FP32", "index": "INT64", OUTPUT_LOGITS: "FP32"}
         outputs = [InferOutput(name=n, shape=list(v.shape), datatype=dtypes[n], data=v) for n, v in values.items()]
         if request.from_grpc:  # KServe's to_grpc cannot take numpy data (truth value of an array): serialize here
