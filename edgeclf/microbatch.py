@@ -20,6 +20,11 @@ class MicroBatcher:
     ``max_batch_size`` images, waiting at most ``timeout_ms`` after the first — runs ``run`` once and
     hands each caller exactly its own rows.
 
+    The wait is adaptive: a caller that will submit soon (its images are still being decoded)
+    announces itself with :meth:`reserve`; the worker waits for company only while such callers
+    exist, so a lone request is run at once (no added latency at concurrency 1) and concurrent
+    ones are merged.
+
     Args:
         run: ``(B, 3, H, W) float32 → (B, C) float32`` (e.g. :meth:`Predictor.logits`).
         max_batch_size: most images per ``run`` (a single submission larger than this runs alone).
@@ -36,8 +41,19 @@ class MicroBatcher:
         self._pid = None
         self._queue: queue.Queue | None = None
         self._lock = threading.Lock()
+        self._coming = 0  # reserved callers that have not submitted yet
         #: sizes (images) of the merged batches run so far, for tests and metrics
         self.batch_sizes: list[int] = []
+
+    def reserve(self) -> None:
+        """Announce a :meth:`submit` to come (call :meth:`release` instead if it will not)."""
+        with self._lock:
+            self._coming += 1
+
+    def release(self) -> None:
+        """Withdraw a :meth:`reserve` whose caller will not submit (e.g. its image was bad)."""
+        with self._lock:
+            self._coming = max(0, self._coming - 1)
 
     def _ensure_worker(self) -> queue.Queue:
         with self._lock:
@@ -48,10 +64,13 @@ class MicroBatcher:
                                  daemon=True).start()
             return self._queue
 
-    def submit(self, x: np.ndarray) -> concurrent.futures.Future:
-        """Queue ``x`` (n, 3, H, W); the future resolves to its logits (n, C) float32."""
+    def submit(self, x: np.ndarray, reserved: bool = False) -> concurrent.futures.Future:
+        """Queue ``x`` (n, 3, H, W); the future resolves to its logits (n, C) float32.
+        ``reserved``: this call fulfils an earlier :meth:`reserve`."""
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._ensure_worker().put((x, future))
+        if reserved:
+            self.release()
         return future
 
     def _work(self, q: queue.Queue) -> None:
@@ -64,9 +83,14 @@ class MicroBatcher:
             while total < self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    nxt = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                    nxt = q.get_nowait()
                 except queue.Empty:
-                    break
+                    if remaining <= 0 or self._coming == 0:
+                        break  # nobody else is on the way: run now
+                    try:
+                        nxt = q.get(timeout=min(remaining, 0.0005))
+                    except queue.Empty:
+                        continue
                 if nxt is None:
                     q.put(None)
                     break

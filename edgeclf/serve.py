@@ -333,10 +333,22 @@ class EdgeclfModel(kserve.Model):
         }
 
     # inference
-    async def _logits(self, x: np.ndarray) -> np.ndarray:
+    async def _logits(self, x: np.ndarray, reserved: bool = False) -> np.ndarray:
         if self.batcher is not None:
-            return await asyncio.wrap_future(self.batcher.submit(x))
+            return await asyncio.wrap_future(self.batcher.submit(x, reserved=reserved))
         return await asyncio.get_running_loop().run_in_executor(None, self.predictor.logits, x)
+
+    async def _decode_and_run(self, elements: Sequence[bytes], where: str) -> np.ndarray:
+        """Decode in a worker thread (announced to the micro-batcher meanwhile), then the model."""
+        if self.batcher is not None:
+            self.batcher.reserve()
+        try:
+            x = await asyncio.get_running_loop().run_in_executor(None, self._decode, elements, where)
+        except BaseException:
+            if self.batcher is not None:
+                self.batcher.release()
+            raise
+        return await self._logits(x, reserved=True)
 
     def _decode(self, elements: Sequence[bytes], where: str) -> np.ndarray:
         """Encoded images → (N, 3, H, W) float32; the first undecodable one raises InvalidInput."""
@@ -372,7 +384,6 @@ class EdgeclfModel(kserve.Model):
                                f" {TENSOR_INPUT!r} (FP32 [N, 3, H, W]); got {names}")
         inp = request.inputs[0]
         where = f"inputs[0] ({inp.name!r})"
-        loop = asyncio.get_running_loop()
         allowed = OUTPUTS_IMAGE if inp.name == IMAGE_INPUT else (OUTPUT_LOGITS,)
         requested = request.request_outputs
         unknown = [o.name for o in requested or () if o.name not in allowed]
@@ -385,8 +396,7 @@ class EdgeclfModel(kserve.Model):
             elements = bytes_elements(inp, where)
             _check(len(elements) == inp.shape[0],
                    f"{where}: shape says {inp.shape[0]} elements, the data has {len(elements)}")
-            x = await loop.run_in_executor(None, self._decode, elements, where)
-            probs = softmax(await self._logits(x))
+            probs = softmax(await self._decode_and_run(elements, where))
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
             names_arr = np.array(self.predictor.class_names, dtype=object)
             values = {
@@ -427,8 +437,7 @@ class EdgeclfModel(kserve.Model):
                 elements.append(base64.b64decode(value.strip(), validate=True))
             except (binascii.Error, ValueError):
                 raise InvalidInput(f"instances[{j}].b64: not base64 text") from None
-        x = await asyncio.get_running_loop().run_in_executor(None, self._decode, elements, "instances")
-        probs = softmax(await self._logits(x))
+        probs = softmax(await self._decode_and_run(elements, "instances"))
         names = self.predictor.class_names
         preds = []
         for row in probs:

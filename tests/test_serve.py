@@ -255,6 +255,17 @@ def test_micro_batcher_merges_concurrent_calls_and_returns_each_its_rows():
     for i, out in enumerate(outs):
         np.testing.assert_array_equal(out, [[10 * i, 10 * i]])
     assert sum(calls) == 20 and max(calls) <= 8 and len(calls) < 20
+    # Adaptive wait: nobody announced → a lone request runs at once, not after the 60 s timeout;
+    # an announced caller is waited for and shares the call.
+    patient = MicroBatcher(run, max_batch_size=8, timeout_ms=60_000)
+    calls.clear()
+    np.testing.assert_array_equal(patient.submit(inputs[1]).result(timeout=20), [[10, 10]])
+    patient.reserve()
+    first = patient.submit(inputs[2])
+    time.sleep(0.05)
+    second = patient.submit(inputs[3], reserved=True)
+    assert first.result(timeout=20).tolist() == [[20, 20]] and second.result(timeout=20).tolist() == [[30, 30]]
+    assert calls == [1, 2]
     # A failing run fails only the callers of that batch, and the batcher keeps working.
     failing = MicroBatcher(lambda x: (_ for _ in ()).throw(RuntimeError("boom")), 4, 1)
     with pytest.raises(RuntimeError, match="boom"):
