@@ -299,6 +299,7 @@ class EdgeclfModel(kserve.Model):
         if state.get("ready"):  # a spawned worker: its own session and our routes on its app
             self.load()
             install_routes(self.options.max_body_bytes)
+            _quiet_request_timings()
 
     def stop(self):
         if self.batcher is not None:
@@ -542,6 +543,12 @@ def install_routes(max_body_bytes: int) -> None:
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
 
 
+def _quiet_request_timings() -> None:
+    """KServe logs two timing lines per request at INFO (``kserve.trace``); the access log and
+    ``/metrics`` already carry that, and under load the lines cost CPU."""
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+
 # -- the server --------------------------------------------------------------------------------------
 def _grpc_server_class():
     from grpc import aio
@@ -598,6 +605,7 @@ def serve(options: ServeOptions, host: str = "0.0.0.0", http_port: int = 8080, g
                          enable_grpc=enable_grpc, grace_period=grace_period_s,
                          enable_latency_logging=False)
     server.register_model(model)
+    _quiet_request_timings()
     common = dict(access_log_format=None, workers=workers, grace_period=grace_period_s)
     if workers > 1:
         server._rest_multiprocess_server = RESTServerMultiProcess(
