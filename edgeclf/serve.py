@@ -39,6 +39,7 @@ import logging
 import struct
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -507,7 +508,8 @@ def _get_model(model_name: str) -> EdgeclfModel:
 
 
 async def _infer_route(request: Request, model_name: str):
-    from fastapi.responses import ORJSONResponse, Response
+    import orjson
+    from fastapi.responses import Response
 
     model = _get_model(model_name)
     body = await request.body()
@@ -517,7 +519,7 @@ async def _infer_route(request: Request, model_name: str):
     if isinstance(result, bytes):
         return Response(content=result, media_type="application/octet-stream",
                         headers={INFERENCE_HEADER: str(json_len)})
-    return ORJSONResponse(content=result)
+    return Response(content=orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 async def _versioned_infer_route(request: Request, model_name: str, model_version: str):
@@ -525,7 +527,10 @@ async def _versioned_infer_route(request: Request, model_name: str, model_versio
 
 
 async def _metadata_route(model_name: str):
-    return _get_model(model_name).metadata()
+    import orjson
+    from fastapi.responses import Response
+
+    return Response(content=orjson.dumps(_get_model(model_name).metadata()), media_type="application/json")
 
 
 def install_routes(max_body_bytes: int) -> None:
@@ -547,6 +552,8 @@ def _quiet_request_timings() -> None:
     """KServe logs two timing lines per request at INFO (``kserve.trace``); the access log and
     ``/metrics`` already carry that, and under load the lines cost CPU."""
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    # KServe 0.21's app answers with ORJSONResponse, which newer FastAPI deprecates (works alike).
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
 
 # -- the server --------------------------------------------------------------------------------------
