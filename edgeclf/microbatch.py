@@ -29,21 +29,21 @@ class MicroBatcher:
         run: ``(B, 3, H, W) float32 → (B, C) float32`` (e.g. :meth:`Predictor.logits`).
         max_batch_size: most images per ``run`` (a single submission larger than this runs alone).
         timeout_ms: how long the first queued request waits for company.
+        on_batch: called with the number of images of every merged call (e.g. a metrics histogram).
 
     The worker thread is started lazily, and again in a forked child (a thread does not survive
     ``fork``). A failing ``run`` fails every future of that merged batch with the same exception.
     """
 
-    def __init__(self, run, max_batch_size: int, timeout_ms: float):
+    def __init__(self, run, max_batch_size: int, timeout_ms: float, on_batch=None):
         self.run = run
+        self.on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_ms / 1000.0
         self._pid = None
         self._queue: queue.Queue | None = None
         self._lock = threading.Lock()
         self._coming = 0  # reserved callers that have not submitted yet
-        #: sizes (images) of the merged batches run so far, for tests and metrics
-        self.batch_sizes: list[int] = []
 
     def reserve(self) -> None:
         """Announce a :meth:`submit` to come (call :meth:`release` instead if it will not)."""
@@ -114,7 +114,8 @@ class MicroBatcher:
             for f in futures:
                 f.set_exception(err)
             return
-        self.batch_sizes.append(sum(len(x) for x, _ in live))
+        if self.on_batch is not None:
+            self.on_batch(sum(len(x) for x, _ in live))
         start = 0
         for x, f in live:
             f.set_result(out[start:start + len(x)])

@@ -256,6 +256,19 @@ def _parameter(parameters, key: str, default):
     return value
 
 
+_HISTOGRAM = []
+
+
+def _batch_histogram():
+    """Prometheus histogram ``edgeclf_microbatch_images``: images per merged onnxruntime call."""
+    if not _HISTOGRAM:
+        from prometheus_client import Histogram
+
+        _HISTOGRAM.append(Histogram("edgeclf_microbatch_images", "Images per merged onnxruntime call",
+                                    ["model_name"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)))
+    return _HISTOGRAM[0]
+
+
 # -- the model ---------------------------------------------------------------------------------------
 #: name → model in this process, for our REST routes (KServe's registry is not reachable from them).
 _MODELS: dict[str, "EdgeclfModel"] = {}
@@ -283,7 +296,8 @@ class EdgeclfModel(kserve.Model):
         o = self.options
         self.predictor = Predictor(o.artifact, device=o.device, precision=o.precision,
                                    intra_op_threads=o.intra_op_threads, max_pixels=o.max_pixels)
-        self.batcher = (MicroBatcher(self.predictor.logits, o.max_batch_size, o.batch_timeout_ms)
+        self.batcher = (MicroBatcher(self.predictor.logits, o.max_batch_size, o.batch_timeout_ms,
+                                     on_batch=_batch_histogram().labels(model_name=self.name).observe)
                         if o.max_batch_size > 1 else None)
         _MODELS[self.name] = self
         self.ready = True

@@ -207,10 +207,18 @@ def test_malformed_bodies_unknown_model_and_body_limit(tiny_server):  # noqa: F8
     assert requests.get(f"{tiny_server.url}/v2/health/ready", timeout=10).status_code == 200
 
 
+def batch_counts(server) -> tuple[float, float]:
+    """(merged onnxruntime calls, images run) so far, from the server's Prometheus histogram."""
+    lines = requests.get(f"{server.url}/metrics", timeout=10).text.splitlines()
+    value = lambda name: sum(float(x.split()[-1]) for x in lines if x.startswith(name))  # noqa: E731
+    return value("edgeclf_microbatch_images_count"), value("edgeclf_microbatch_images_sum")
+
+
 def test_32_concurrent_clients_each_get_their_own_answer(tiny_server, local):  # noqa: F811
     images = sorted(SAMPLE_DATA.glob("*/*.jpg"))[::6][:32]  # 32 distinct real images, every class
     assert len(images) == 32
     expected = {str(p): local.predict(p) for p in images}
+    before = batch_counts(tiny_server)
     session_local = threading.local()
 
     def one(path):
@@ -228,6 +236,9 @@ def test_32_concurrent_clients_each_get_their_own_answer(tiny_server, local):  #
         results = [f.result() for f in futures]
     errors = [r.text for p, r in results if p is not None and r.status_code != 200]
     assert errors == []
+    # The single-image requests were merged: fewer onnxruntime calls than images.
+    calls, images_run = (a - b for a, b in zip(batch_counts(tiny_server), before))
+    assert images_run == 32 and 0 < calls < 32, (calls, images_run)
     for path, r in results:
         if path is None:
             assert r.status_code == 400 and "element 0" in r.json()["error"]
