@@ -23,6 +23,9 @@ parent: a child that runs it crashes, one that merely frees it hangs at exit). A
 therefore remembers the PID that created its session; in a forked child (prefork servers,
 ``multiprocessing`` with fork, gunicorn ``--preload``) the inherited session is set aside, never
 run or freed, and a new one is created lazily on first use (:meth:`Predictor._session_for_this_process`).
+onnxruntime's own C++ exit handlers also hang in a forked child, so such a child ends with
+``os._exit`` after Python's shutdown work (atexit callbacks, flushed streams), keeping the status
+given to ``sys.exit`` (1 after an uncaught exception; a bare ``raise SystemExit(n)`` ends with 0).
 """
 
 from __future__ import annotations
