@@ -110,6 +110,18 @@ def test_grpc_round_trip(tiny_server, local):  # noqa: F811
         result = client.infer("edgeclf", [inp], parameters={"top_k": 2})
         for i in range(2):
             assert_same(result.as_numpy("label")[i], result.as_numpy("probability")[i], expected[i])
+    from edgeclf.runtime import load_image, preprocess
+
+    x = np.stack([preprocess(load_image(b), local.preprocess_config) for b in blobs])  # (2, 3, 224, 224)
+    tensor = grpcclient.InferInput("input", [1, 3, 224, 224], "FP32")
+    tensor.set_data_from_numpy(x[:1])
+    np.testing.assert_allclose(client.infer("edgeclf", [tensor]).as_numpy("logits"), local.logits(x[:1]),
+                               atol=1e-5, rtol=0)
+    tensor = grpcclient.InferInput("input", list(x.shape), "FP32")  # 1.2 MB: over the 1 MiB limit
+    tensor.set_data_from_numpy(x)
+    with pytest.raises(InferenceServerException) as err:
+        client.infer("edgeclf", [tensor])
+    assert err.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
     with pytest.raises(InferenceServerException) as err:
         inp = grpcclient.InferInput("image", [1], "BYTES")
         inp.set_data_from_numpy(np.array([b"not an image"], dtype=np.object_))
