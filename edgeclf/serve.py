@@ -12,7 +12,7 @@ Open Inference Protocol ("v2", REST + gRPC) and KServe v1, torch-free, with micr
              → {"predictions": [[{"label", "index", "probability"}, ...], ...]}
 
 KServe 0.21 is used as it is (``kserve.Model``, its DataPlane, gRPC servicer, health, metadata and
-metrics), with three small fixes on our side, all in this module:
+metrics), with small fixes on our side, all in this module:
 
 * REST v2 ``infer`` and model metadata are our routes, registered before KServe's: KServe's
   binary-extension decoder UTF-8-decodes every BYTES element (raw JPEG bytes fail before reaching
@@ -24,6 +24,9 @@ metrics), with three small fixes on our side, all in this module:
   (:class:`BodyLimitMiddleware`), for v1 and v2 alike.
 * Host binding: KServe binds ``0.0.0.0`` / ``[::]``; :func:`serve` passes ``--host`` to uvicorn and
   to the gRPC server.
+* gRPC outputs are serialized by the model as ``raw_output_contents``: KServe's ``to_grpc`` fails
+  on numpy output data, and tritonclient's gRPC parser hits numpy 2's "unable to avoid copy" on
+  outputs sent in ``contents``.
 
 Errors a client can cause raise KServe's ``InvalidInput`` (HTTP 400, gRPC INVALID_ARGUMENT) or
 ``ModelNotFound`` (404, NOT_FOUND), never a 500; their message names the input and element index.
