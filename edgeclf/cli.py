@@ -23,7 +23,7 @@ TRAIN_EXTRA_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "ri
                        "matplotlib")
 
 #: Subcommand name → module under edgeclf.commands, in the order shown by --help.
-COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "bench", "report", "demo")
+COMMANDS = ("data", "split", "train", "evaluate", "export", "predict", "serve", "triton", "bench", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,8 @@ __all__ = [
     "Prediction",
     "Predictor",
     "PreprocessConfig",
+    "RemoteError",
+    "RemotePredictor",
     "ProviderError",
     "UsageError",
     "load_image",
@@ -47,4 +49,8 @@ def __getattr__(name):  # lazy: keeps `import edgeclf.runtime` free of onnxrunti
         from . import predictor
 
         return getattr(predictor, name)
+    if name in ("RemotePredictor", "RemoteError"):  # tritonclient is imported when one is created
+        from . import remote
+
+        return getattr(remote, name)
     raise AttributeError(f"module 'edgeclf.runtime' has no attribute {name!r}")

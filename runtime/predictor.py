@@ -17,11 +17,23 @@ onnxruntime in float32 (float16 for an fp16 model whose outputs were not kept in
 Thread safety: one ``InferenceSession`` is shared; onnxruntime supports concurrent ``run`` calls on
 it, and everything else a call touches is local, so ``predict``/``predict_batch`` may be called from
 several threads at once.
+
+Fork safety: an onnxruntime session does not survive ``os.fork()`` (its thread pools stay in the
+parent: a child that runs it crashes, one that merely frees it hangs at exit). A ``Predictor``
+therefore remembers the PID that created its session; in a forked child (prefork servers,
+``multiprocessing`` with fork, gunicorn ``--preload``) the inherited session is set aside, never
+run or freed, and a new one is created lazily on first use (:meth:`Predictor._session_for_this_process`).
+onnxruntime's own C++ exit handlers also hang in a forked child, so such a child ends with
+``os._exit`` after Python's shutdown work (atexit callbacks, flushed streams), keeping the status
+given to ``sys.exit`` (1 after an uncaught exception; a bare ``raise SystemExit(n)`` ends with 0).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, Union
 
@@ -138,15 +150,10 @@ class Predictor:
         self.fetch = fetch
         request, required, note = _prov.plan_providers(device, providers, ort.get_available_providers())
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: no per-node placement warnings on stderr
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = intra_op_threads
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=request)
-        except _ort_errors() as err:
-            raise ArtifactError(f"{self.model_path}: onnxruntime cannot load it"
-                                f" ({type(err).__name__}: {str(err).strip().splitlines()[0]})") from err
+        self._intra_op_threads = intra_op_threads
+        self._provider_request = request
+        self._session, self._session_pid = None, None
+        self._session_for_this_process()
 
         self.providers: list[str] = list(self.session.get_providers())
         _prov.check_active(required, self.providers, str(self.model_path))
@@ -161,6 +168,39 @@ class Predictor:
         self.class_names: tuple[str, ...] = self.info.class_names
         self.preprocess_config = self.info.preprocess
         self._check_io()
+
+    # -- session (fork-safe) ---------------------------------------------------------------------
+    @property
+    def session(self):
+        """The onnxruntime ``InferenceSession`` of this process (created again after a fork)."""
+        return self._session_for_this_process()
+
+    def _session_for_this_process(self):
+        """This process's ``InferenceSession``: the existing one, or a new one when the Predictor
+        was created in another process (a fork parent); the inherited session is set aside.
+
+        Raises:
+            ArtifactError: onnxruntime cannot load the model file.
+        """
+        if self._session is not None and self._session_pid == os.getpid():
+            return self._session
+        import onnxruntime as ort
+
+        if self._session is not None:  # created before a fork: the fork hook normally did this
+            _set_aside(self._session)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: no per-node placement warnings on stderr
+        if self._intra_op_threads is not None:
+            options.intra_op_num_threads = self._intra_op_threads
+        try:
+            session = ort.InferenceSession(str(self.model_path), sess_options=options,
+                                           providers=self._provider_request)
+        except _ort_errors() as err:
+            raise ArtifactError(f"{self.model_path}: onnxruntime cannot load it"
+                                f" ({type(err).__name__}: {str(err).strip().splitlines()[0]})") from err
+        self._session, self._session_pid = session, os.getpid()
+        _LIVE_PREDICTORS.add(self)
+        return session
 
     # -- model I/O -----------------------------------------------------------------------------
     def _check_io(self) -> None:
@@ -299,6 +339,74 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"Predictor({str(self.model_path)!r}, arch={self.info.arch!r},"
                 f" classes={len(self.class_names)}, providers={self.providers})")
+
+
+#: Predictors holding a session, so a forked child can set their inherited sessions aside.
+_LIVE_PREDICTORS: "weakref.WeakSet[Predictor]" = weakref.WeakSet()
+_SET_ASIDE: list = []
+
+
+def _set_aside(session) -> None:
+    """Keep a session inherited through ``fork()`` alive for good: freeing it in the child waits
+    forever for the parent's onnxruntime threads, running it crashes. One extra reference that is
+    never released (``Py_IncRef``) also survives interpreter shutdown, which clears module lists."""
+    _SET_ASIDE.append(session)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(session))
+
+
+def _after_fork_in_child() -> None:
+    for predictor in list(_LIVE_PREDICTORS):
+        if predictor._session is not None:
+            _set_aside(predictor._session)
+            predictor._session = None  # the next use creates this process's own session
+    _LIVE_PREDICTORS.clear()
+    if "onnxruntime" in sys.modules:
+        _skip_native_exit_handlers()
+
+
+_EXIT_CODE: list = []
+
+
+def _skip_native_exit_handlers() -> None:
+    """End a forked child with ``os._exit`` once Python's own shutdown work is done.
+
+    onnxruntime starts a background thread when it is imported; in a forked child its C++ static
+    destructors wait forever on that (parent-only) thread's condition variable, so a plain
+    ``sys.exit`` hangs. A Python ``atexit`` hook runs the other ``atexit`` callbacks, flushes the
+    standard streams and leaves with the exit code: the one given to ``sys.exit``, 1 after an uncaught
+    exception, else 0.
+    """
+    import atexit
+    import builtins
+
+    real_exit = sys.exit
+
+    def recording_exit(code=0):
+        _EXIT_CODE[:] = [code]
+        real_exit(code)
+
+    def leave() -> None:
+        atexit.unregister(leave)
+        atexit._run_exitfuncs()  # everything registered before (logging.shutdown, ...) still runs
+        code = _EXIT_CODE[0] if _EXIT_CODE else (1 if getattr(sys, "last_value", None) else 0)
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):  # sys.exit("message"): printed by Python, status 1
+            code = 1
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(code & 0xFF)
+
+    sys.exit = recording_exit
+    builtins.exit = builtins.quit = recording_exit
+    atexit.register(leave)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

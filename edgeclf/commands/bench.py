@@ -10,6 +10,9 @@ Benchmark an artifact directory, each backend in a fresh process, side by side:
                 [--batch-sizes 1,8,32] [--warmup 10] [--iters 100 | --seconds S] [--threads N]
                 [--split SPLIT.json] [--json OUT.json] [--csv OUT.csv]
   edgeclf bench compare A.json B.json        ratios B/A of p50 latency and throughput
+  edgeclf bench serve (ARTIFACT_DIR | URL) [--concurrency 1,4,16,64] [--seconds S] [--json OUT.json]
+                                             `edgeclf serve` under load, micro-batching on/off,
+                                             beside the in-process Predictor
 
 Backends: eager, eager-cuda, torchscript, torchscript-cuda, onnx-cpu, onnx-cuda, onnx-int8,
 onnx-fp16. GPU backends without a usable GPU are listed as skipped, with the reason.
@@ -29,7 +32,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("target", nargs="+", metavar="ARTIFACT_DIR | compare A.json B.json")
+    parser.add_argument("target", nargs="+", metavar="ARTIFACT_DIR | compare A.json B.json | serve ARTIFACT_DIR|URL")
+    parser.add_argument("--concurrency", type=_int_list, default=(1, 4, 16, 64),
+                        help="bench serve: concurrent clients per level (default 1,4,16,64)")
     parser.add_argument("--backends", default=None, help="comma-separated backends (default: all)")
     parser.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), help="default: 1,8,32")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
@@ -56,6 +61,8 @@ def run(args) -> int:
         report.print_compare(report.compare(a, b), args.target[1], args.target[2],
                              notes=report.compare_notes(a, b))
         return 0
+    if args.target[0] == "serve":
+        return _run_serve(args)
     if len(args.target) != 1:
         raise UsageError(f"expected one ARTIFACT_DIR, got {args.target}")
     if args.threads is not None and args.threads < 1:
@@ -83,3 +90,21 @@ def run(args) -> int:
     for n in failed:
         console.print(f"[red]{n} failed: {doc['backends'][n]['reason']}[/red]")
     return 1 if failed else 0
+
+
+def _run_serve(args) -> int:
+    import sys
+
+    from edgeclf.bench import report, serve_load
+    from edgeclf.runtime.errors import UsageError
+
+    if len(args.target) != 2:
+        raise UsageError("usage: edgeclf bench serve (ARTIFACT_DIR | URL) [--concurrency 1,4,16,64] [--seconds S]")
+    doc = serve_load.run_serve_bench(args.target[1], concurrency=args.concurrency, seconds=args.seconds or 5.0,
+                                     threads=args.threads,
+                                     progress=lambda msg: print(f"bench serve: {msg} …", file=sys.stderr, flush=True))
+    print(serve_load.format_report(doc))
+    if args.json_out:
+        report.write_json(doc, args.json_out)
+    errors = sum(r["errors"] for m in doc["served"].values() for r in m.values())
+    return 1 if errors else 0
