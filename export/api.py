@@ -196,11 +196,11 @@ def export_checkpoint(
             session = runners.onnx_session(path)
             say("parity: ONNX")
             gate_rows["onnx"] = parity_mod.parity_entry(reference, _outputs(runners.onnx_runner(session), parity_set))
-            gate_rows["onnx"]["provider"] = session.get_providers()[0]
+            gate_rows["onnx"]["provider"] = session.providers[0]
             raw = runners.onnx_session(path, optimize=False)
             gate_rows["onnx+ort_optimizations_disabled"] = parity_mod.parity_entry(
                 reference, _outputs(runners.onnx_runner(raw), parity_set))
-            gate_rows["onnx+ort_optimizations_disabled"]["provider"] = raw.get_providers()[0]
+            gate_rows["onnx+ort_optimizations_disabled"]["provider"] = raw.providers[0]
             files["onnx"] = _file_entry(path, "fp32", opset=opset, exporter="torch.onnx.export(dynamo=True)")
             if test_set is not None:
                 fp32_test = parity_mod.run_batched(runners.onnx_runner(session), test_set.inputs, ACCURACY_BATCH_SIZE)
@@ -298,5 +298,5 @@ def _accuracy_row(path: Path, precision: str, fp32_logits, test_set, max_accurac
     logits = parity_mod.run_batched(runners.onnx_runner(session), test_set.inputs, ACCURACY_BATCH_SIZE)
     row = parity_mod.accuracy_entry(fp32_logits, logits, test_set.labels, precision, max_accuracy_drop,
                                     ACCURACY_BATCH_SIZE)
-    row["provider"] = session.get_providers()[0]
+    row["provider"] = session.providers[0]
     return row

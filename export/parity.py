@@ -1,8 +1,9 @@
 """The gates: fp32 parity (equality within tolerance) and reduced-precision accuracy.
 
 All comparisons are on logits of shape (N, C) float32 produced from the same preprocessed images.
-Probabilities are ``softmax`` computed in float64 from those logits. Every number lands in
-``parity.json``; :func:`failures` lists what failed, so the caller can check everything and raise
+Probabilities and top-k come from the runtime's own :func:`edgeclf.runtime.inference.softmax`
+(float64) and :func:`~edgeclf.runtime.inference.top_k`, the code ``Predictor`` ships with. Every
+number lands in ``parity.json``; :func:`failures` lists what failed, so the caller can check everything and raise
 once.
 
 fp32 gate (each of TorchScript, TorchScript after ``optimize_for_inference``, ONNX under
@@ -20,24 +21,13 @@ from typing import Callable
 
 import numpy as np
 
+from edgeclf.runtime.inference import softmax, top_k
+
 #: Tolerance of the fp32 gate on softmax probabilities (absolute, in [0, 1]).
 MAX_ABS_PROB_DIFF = 1e-4
 #: Batch sizes the gate runs each format at; none equals the export batch size (2).
 PARITY_BATCH_SIZES = (1, 5)
 TOPK = 3
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, C) logits, computed in float64; returns float64 (N, C)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def topk(logits: np.ndarray, k: int) -> np.ndarray:
-    """Indices (N, k) of the k largest logits per row, largest first (stable on ties)."""
-    return np.argsort(-np.asarray(logits, dtype=np.float64), axis=1, kind="stable")[:, :k]
 
 
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -65,8 +55,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     k = min(TOPK, reference.shape[1])
     dl = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     dp = np.abs(softmax(reference) - softmax(candidate))
-    top1 = topk(reference, 1)[:, 0] == topk(candidate, 1)[:, 0]
-    top3 = np.all(np.sort(topk(reference, k), axis=1) == np.sort(topk(candidate, k), axis=1), axis=1)
+    top1 = top_k(reference, 1)[:, 0] == top_k(candidate, 1)[:, 0]
+    top3 = np.all(np.sort(top_k(reference, k), axis=1) == np.sort(top_k(candidate, k), axis=1), axis=1)
     return {
         "images": int(len(reference)),
         "max_abs_logit_diff": float(dl.max()) if dl.size else 0.0,
@@ -121,7 +111,7 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in percent (0-100) of (N, C) logits against (N,) integer labels."""
     if len(labels) == 0:
         return 0.0
-    return float((topk(logits, 1)[:, 0] == np.asarray(labels)).mean() * 100.0)
+    return float((top_k(logits, 1)[:, 0] == np.asarray(labels)).mean() * 100.0)
 
 
 def accuracy_entry(fp32_logits: np.ndarray, logits: np.ndarray, labels: np.ndarray, precision: str,
