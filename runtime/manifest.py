@@ -132,8 +132,10 @@ def load_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
         path: the manifest file.
         data_root: override the recorded data root (the images were moved or copied elsewhere).
     Raises:
-        ManifestError: missing/unreadable file, invalid JSON, another schema or version, or
-            entries whose label is outside the class list. The message names the file.
+        ManifestError: missing/unreadable file, empty/truncated/invalid JSON, another schema, an
+            older or newer schema version, a missing field or one of the wrong type, duplicate or
+            fewer than 2 classes, or entries whose label is outside the class list. The one-line
+            message names the file and the field.
     """
     path = Path(path)
     hint = "; create one with `edgeclf split`"

@@ -21,6 +21,7 @@ schema version) unless the dataclass sets ``__strict_keys__ = True``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import types
@@ -132,6 +133,7 @@ def _describe(value: Any) -> str:
     return f"{_type_name(value)} {text if len(text) <= 40 else text[:39] + '…'}"
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -271,9 +273,10 @@ def from_dict(cls, data: Any, *, source: str, error: type[FormatError] = FormatE
         raise _fail(error, source, where, str(err).splitlines()[0] if str(err) else type(err).__name__) from err
 
 
-def _json_fields(cls) -> list:
+@functools.lru_cache(maxsize=None)
+def _json_fields(cls) -> tuple:
     """The dataclass fields stored in the file (``field(metadata={"json": False})`` ones are not)."""
-    return [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("json", True)]
+    return tuple(f for f in dataclasses.fields(cls) if f.init and f.metadata.get("json", True))
 
 
 def to_dict(obj: Any) -> Any:
