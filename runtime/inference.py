@@ -19,7 +19,6 @@ onnxruntime is imported only when an :class:`OrtSession` is created.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -152,7 +151,6 @@ class OrtSession:
         self._settings = (intra_op_threads, inter_op_threads, graph_optimization, log_severity)
         request, required, note = _prov.plan_providers(device, providers, ort.get_available_providers())
         self._request = request
-        self._lock = threading.Lock()
         self._session = self._create()
         self._pid = os.getpid()
         self.providers: list[str] = list(self._session.get_providers())
@@ -199,10 +197,10 @@ class OrtSession:
     def session(self):
         """The ``onnxruntime.InferenceSession`` of this process (re-created after a fork)."""
         if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._session = self._create()
-                    self._pid = os.getpid()
+            # No lock: one held by a parent thread at fork time would never be released here. Two
+            # threads of the child racing may each build a session; one wins, both are valid.
+            self._session = self._create()
+            self._pid = os.getpid()
         return self._session
 
     @property
