@@ -19,7 +19,10 @@ fully finished inference. A backend whose device is not really there raises :cla
 with the reason (e.g. "CUDA provider not active: …") — onnxruntime-gpu lists the CUDA provider
 even when it cannot load it, so the *active* providers (``session.get_providers()``) are checked.
 
-torch is imported only by the torch backends, inside their methods.
+ONNX sessions come from the runtime's session factory (:class:`edgeclf.runtime.inference.OrtSession`,
+what ``Predictor`` runs); the torch backends' accuracy pass uses
+:func:`edgeclf.train.inference.eager_logits`. torch is imported only by the torch backends, inside
+their methods.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeclf.runtime.artifact import FORMAT_FILES, INPUT_NAME, OUTPUT_NAME
+from edgeclf.runtime.artifact import FORMAT_FILES
 
 BACKENDS = ("eager", "eager-cuda", "torchscript", "torchscript-cuda",
             "onnx-cpu", "onnx-cuda", "onnx-int8", "onnx-fp16")
@@ -118,10 +121,9 @@ class TorchBackend(Backend):
         return run, self._sync()
 
     def logits(self, x):
-        import torch
+        from edgeclf.train.inference import eager_logits
 
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).float().cpu().numpy()
+        return eager_logits(self.model, x, self.device)
 
     def peak_gpu_mem_mib(self):
         import torch
@@ -141,59 +143,48 @@ class OnnxBackend(Backend):
         self.threads = threads
 
     def load(self) -> None:
-        import onnxruntime as ort
+        from edgeclf.runtime.errors import ProviderError
+        from edgeclf.runtime.inference import OrtSession
 
         if not self.path.is_file():
             flag = {"onnx-int8": "--int8", "onnx-fp16": "--fp16"}.get(self.name, "")
             raise Skip(f"{self.path.name} not in the artifact" + (f" (export with {flag})" if flag else ""))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.device == "cuda":
-            from edgeclf.runtime.errors import ProviderError
-            from edgeclf.runtime.providers import check_active, plan_providers
-
-            try:
-                request, required, _ = plan_providers("cuda", None, ort.get_available_providers())
-                self.session = ort.InferenceSession(str(self.path), opts, providers=request)
-                check_active(required, self.session.get_providers(), self.path.name)
-            except ProviderError as err:
-                reason = str(err).replace("; use --device cpu", "")  # that hint is predict's, not bench's
-                raise Skip(f"CUDA provider not active: {reason}") from err
-        else:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name or INPUT_NAME
-        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        self.output_name = self.session.get_outputs()[0].name or OUTPUT_NAME
+        try:
+            # the runtime's session factory: the same options and provider checks Predictor uses
+            self.engine = OrtSession(self.path, device=self.device, intra_op_threads=self.threads,
+                                     inter_op_threads=1, graph_optimization="all")
+        except ProviderError as err:
+            reason = str(err).replace("; use --device cpu", "")  # that hint is predict's, not bench's
+            raise Skip(f"CUDA provider not active: {reason}") from err
+        self.input_name = self.engine.input_name
+        self.input_dtype = self.engine.input_dtype
+        self.output_name = self.engine.output_name
 
     @property
     def providers(self) -> list[str]:
-        return list(self.session.get_providers())
+        return list(self.engine.providers)
 
     def prepare(self, x):
         import onnxruntime as ort
 
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        session = self.engine.session
         if self.device == "cpu":
             feed = {self.input_name: x}
-            return (lambda: self.session.run([self.output_name], feed)), None
-        binding = self.session.io_binding()
+            return (lambda: session.run([self.output_name], feed)), None
+        binding = session.io_binding()
         x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
         binding.bind_ortvalue_input(self.input_name, x_dev)
         binding.bind_output(self.output_name, "cuda", 0)
         self._keep = x_dev  # the device buffer must outlive the binding
 
         def run():
-            self.session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding)
 
         return run, binding.synchronize_outputs
 
     def logits(self, x):
-        out = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
-        return out.astype(np.float32)
+        return self.engine.run(x)
 
     def peak_gpu_mem_mib(self):
         if self.device != "cuda":

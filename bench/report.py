@@ -10,7 +10,7 @@ from pathlib import Path
 from edgeclf.runtime.errors import UsageError
 from edgeclf.runtime.files import atomic_write_text
 
-from .runner import SCHEMA, SCHEMA_VERSION
+from . import document
 
 CSV_FIELDS = ("backend", "status", "device", "providers", "batch_size", "latency_ms_p50", "latency_ms_p90",
               "latency_ms_p99", "latency_ms_mean", "latency_ms_per_image_p50", "throughput_img_per_s",
@@ -26,7 +26,14 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_json(doc: dict, path: str | os.PathLike) -> None:
-    """Write the bench document as indented JSON (atomically)."""
+    """Check the bench document against :class:`bench.document.BenchDocument` (no undeclared keys),
+    then write it as indented JSON (atomically).
+
+    Raises:
+        FormatError: the document does not match the declaration (a bug in the writer).
+        UsageError: ``path`` cannot be written.
+    """
+    document.parse_bench_document(doc, f"{path} (being written)", strict=True)
     _atomic_write(Path(path), json.dumps(doc, indent=1) + "\n")
 
 
@@ -119,14 +126,14 @@ def print_report(doc: dict, console=None) -> None:
 
 
 def load_bench_json(path: str | os.PathLike) -> dict:
-    """Read a bench JSON file; ``UsageError`` naming the file if unreadable or of another schema."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"{path}: cannot read bench JSON ({err})") from err
-    if doc.get("schema") != SCHEMA or doc.get("schema_version") != SCHEMA_VERSION:
-        raise UsageError(f"{path}: not an edgeclf bench result (schema {SCHEMA!r} v{SCHEMA_VERSION})")
-    return doc
+    """Read a ``bench.json`` validated by :func:`bench.document.load_bench_json`, as the plain dict
+    :func:`compare` and :func:`print_report` read.
+
+    Raises:
+        FormatError: unreadable, truncated or malformed file, another schema or schema version, a
+            missing or mistyped field; the one-line message names the file and the field.
+    """
+    return document.load_bench_json(path).to_dict()
 
 
 def compare(a: dict, b: dict) -> list[dict]:

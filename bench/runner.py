@@ -27,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeclf.runtime.artifact import load_artifact_json
+from edgeclf.runtime.artifact import ArtifactDescription, load_artifact_json
 from edgeclf.runtime.errors import UsageError
 from edgeclf.runtime.image import is_image_filename, load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
 
 from .backends import BACKENDS, CPU_BACKENDS
+from .document import SCHEMA, SCHEMA_VERSION
 from .environment import collect_environment, physical_cores
 from .timing import Samples, summarize
 
-SCHEMA = "edgeclf.bench"
-SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 #: Seconds one backend's subprocess may take before it is reported as failed.
 WORKER_TIMEOUT_S = 1800
@@ -58,10 +57,9 @@ def parse_backends(value: str | None) -> list[str]:
     return names
 
 
-def _source_checkpoint(artifact: dict, artifact_dir: Path) -> Path | None:
+def _source_checkpoint(artifact: ArtifactDescription, artifact_dir: Path) -> Path | None:
     """The checkpoint the artifact was exported from, as recorded in artifact.json (if it still exists)."""
-    src = artifact.get("source_checkpoint")
-    path = src.get("path") if isinstance(src, dict) else artifact.get("source_checkpoint_path")
+    path = artifact.source_checkpoint.path
     if not path:
         return None
     path = Path(path)
@@ -185,8 +183,8 @@ def run_bench(
     if warmup < 0:
         raise UsageError(f"--warmup {warmup}: must be >= 0")
     threads = threads or physical_cores()
-    cfg = PreprocessConfig.from_dict(artifact["preprocess"])
-    class_names = list(artifact["class_names"])
+    cfg = artifact.preprocess
+    class_names = list(artifact.class_names)
     ckpt = Path(checkpoint) if checkpoint else _source_checkpoint(artifact, artifact_dir)
 
     with tempfile.TemporaryDirectory(prefix="edgeclf-bench-") as tmp:
@@ -229,7 +227,7 @@ def run_bench(
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "artifact": {"dir": str(artifact_dir.resolve()), "arch": artifact.get("arch"),
+        "artifact": {"dir": str(artifact_dir.resolve()), "arch": artifact.arch,
                      "num_classes": len(class_names), "checkpoint": str(ckpt) if ckpt else None},
         "settings": {"backends": names, "batch_sizes": list(batch_sizes), "warmup": warmup,
                      "iters": None if seconds else iters, "seconds": seconds, "threads": threads,

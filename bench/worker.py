@@ -105,8 +105,10 @@ def run_request(req: dict) -> dict:
     result["peak_gpu_mem_mib"] = backend.peak_gpu_mem_mib()
     if x_eval is not None:
         labels = np.load(req["inputs"] + ".labels.npy")
+        from edgeclf.runtime.inference import top_k
+
         logits = np.concatenate([backend.logits(np.array(x_eval[i:i + 32])) for i in range(0, len(x_eval), 32)])
-        preds = logits.argmax(axis=1)
+        preds = top_k(logits, 1)[:, 0]
         result["predictions_top1"] = preds.tolist()
         result["accuracy_top1"] = float((preds == labels).mean())
         result["num_images"] = int(len(x_eval))

@@ -9,7 +9,6 @@ were checked, naming each failing one.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -18,7 +17,6 @@ from typing import Iterable, Sequence
 
 from edgeclf.runtime._version import __version__
 from edgeclf.runtime.artifact import (
-    ARTIFACT_JSON,
     FORMAT_FILES,
     INPUT_NAME,
     OUTPUT_NAME,
@@ -26,6 +24,7 @@ from edgeclf.runtime.artifact import (
     SCHEMA,
     SCHEMA_VERSION,
     ModelInfo,
+    write_artifact_json,
 )
 from edgeclf.runtime.errors import UsageError
 
@@ -41,7 +40,7 @@ from .errors import ExportError, GateError
 #: ``--formats`` values (fp16/int8 ONNX are added with ``fp16=True`` / ``int8=True``).
 FORMATS = ("torchscript", "onnx")
 DEFAULT_OPSET = 18
-PARITY_SCHEMA = "edgeclf.parity"
+PARITY_SCHEMA = parity_mod.PARITY_SCHEMA
 #: Batch size for the accuracy gates' onnxruntime runs.
 ACCURACY_BATCH_SIZE = 16
 
@@ -196,11 +195,11 @@ def export_checkpoint(
             session = runners.onnx_session(path)
             say("parity: ONNX")
             gate_rows["onnx"] = parity_mod.parity_entry(reference, _outputs(runners.onnx_runner(session), parity_set))
-            gate_rows["onnx"]["provider"] = session.get_providers()[0]
+            gate_rows["onnx"]["provider"] = session.providers[0]
             raw = runners.onnx_session(path, optimize=False)
             gate_rows["onnx+ort_optimizations_disabled"] = parity_mod.parity_entry(
                 reference, _outputs(runners.onnx_runner(raw), parity_set))
-            gate_rows["onnx+ort_optimizations_disabled"]["provider"] = raw.get_providers()[0]
+            gate_rows["onnx+ort_optimizations_disabled"]["provider"] = raw.providers[0]
             files["onnx"] = _file_entry(path, "fp32", opset=opset, exporter="torch.onnx.export(dynamo=True)")
             if test_set is not None:
                 fp32_test = parity_mod.run_batched(runners.onnx_runner(session), test_set.inputs, ACCURACY_BATCH_SIZE)
@@ -245,7 +244,7 @@ def export_checkpoint(
             if all(row["gate"] == "accuracy" for row in gate_rows.values() if not row["passed"]):
                 hint = " (the fp32 formats passed: re-run without --fp16/--int8, or raise --max-accuracy-drop)"
             raise GateError(f"export gate failed, nothing written to {out_dir}: " + "; ".join(failed) + hint, report)
-        (tmp / PARITY_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        parity_mod.write_parity_json(tmp / PARITY_JSON, report)
 
         description = {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -275,8 +274,7 @@ def export_checkpoint(
             "versions": _versions(),
             "export_seconds": round(time.perf_counter() - t0, 1),
         }
-        (tmp / ARTIFACT_JSON).write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
-                                         encoding="utf-8")
+        write_artifact_json(tmp, description)
         staging.publish(tmp, out_dir, force)
     return description
 
@@ -298,5 +296,5 @@ def _accuracy_row(path: Path, precision: str, fp32_logits, test_set, max_accurac
     logits = parity_mod.run_batched(runners.onnx_runner(session), test_set.inputs, ACCURACY_BATCH_SIZE)
     row = parity_mod.accuracy_entry(fp32_logits, logits, test_set.labels, precision, max_accuracy_drop,
                                     ACCURACY_BATCH_SIZE)
-    row["provider"] = session.get_providers()[0]
+    row["provider"] = session.providers[0]
     return row

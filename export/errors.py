@@ -1,19 +1,12 @@
-"""Export-side exceptions; all derive from :class:`runtime.errors.EdgeclfError`.
+"""Export-side exceptions; all derive from :class:`edgeclf.runtime.errors.EdgeclfError`.
 
 The CLI turns them into a one-line message: exit code 2 for bad input (``UsageError``,
 ``CheckpointError``, ``ManifestError``, ``InvalidImageError``, ``ProviderError``), exit code 1 for
 a model that does not export or does not pass its gate (``ExportError``, ``ParityError``).
 """
 
-from edgeclf.runtime.errors import (
-    CheckpointError,
-    EdgeclfError,
-    InvalidImageError,
-    ManifestError,
-    ParityError,
-    ProviderError,
-    UsageError,
-)
+from edgeclf.runtime.errors import EdgeclfError, InvalidImageError, ManifestError, ProviderError, UsageError
+from edgeclf.train.errors import CheckpointError
 
 
 class ExportError(EdgeclfError):
@@ -21,6 +14,12 @@ class ExportError(EdgeclfError):
 
     The message names the format and the underlying error; nothing was written.
     """
+
+    exit_code = 1
+
+
+class ParityError(EdgeclfError):
+    """An exported model failed the parity (or accuracy) gate; nothing was written."""
 
     exit_code = 1
 

@@ -1,8 +1,9 @@
 """The gates: fp32 parity (equality within tolerance) and reduced-precision accuracy.
 
 All comparisons are on logits of shape (N, C) float32 produced from the same preprocessed images.
-Probabilities are ``softmax`` computed in float64 from those logits. Every number lands in
-``parity.json``; :func:`failures` lists what failed, so the caller can check everything and raise
+Probabilities and top-k come from the runtime's own :func:`edgeclf.runtime.inference.softmax`
+(float64) and :func:`~edgeclf.runtime.inference.top_k`, the code ``Predictor`` ships with. Every
+number lands in ``parity.json``; :func:`failures` lists what failed, so the caller can check everything and raise
 once.
 
 fp32 gate (each of TorchScript, TorchScript after ``optimize_for_inference``, ONNX under
@@ -16,28 +17,130 @@ at most ``max_accuracy_drop`` below the fp32 ONNX model's on the same images.
 
 from __future__ import annotations
 
-from typing import Callable
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
 
 import numpy as np
+
+from edgeclf.runtime import schema as _schema
+from edgeclf.runtime.artifact import PARITY_JSON
+from edgeclf.runtime.errors import ArtifactError
+from edgeclf.runtime.files import atomic_write_text
+from edgeclf.runtime.inference import softmax, top_k
 
 #: Tolerance of the fp32 gate on softmax probabilities (absolute, in [0, 1]).
 MAX_ABS_PROB_DIFF = 1e-4
 #: Batch sizes the gate runs each format at; none equals the export batch size (2).
 PARITY_BATCH_SIZES = (1, 5)
 TOPK = 3
+PARITY_SCHEMA = "edgeclf.parity"
+PARITY_SCHEMA_VERSION = 1
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, C) logits, computed in float64; returns float64 (N, C)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+# -- parity.json -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class GateRow:
+    """One format's gate numbers (see :func:`parity_entry` and :func:`accuracy_entry`)."""
+
+    gate: Literal["parity", "accuracy"]
+    precision: Literal["fp32", "fp16", "int8"]
+    images: int
+    batch_sizes: tuple[int, ...]
+    max_abs_logit_diff: float
+    mean_abs_logit_diff: float
+    max_abs_prob_diff: float
+    mean_abs_prob_diff: float
+    top1_agreement: float
+    top3_agreement: float
+    top1_mismatches: int
+    passed: bool
+    provider: str | None = None
+    # parity gate
+    max_abs_prob_diff_tolerance: float | None = None
+    errors: tuple[str, ...] = ()
+    by_batch_size: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # accuracy gate
+    top1_accuracy: float | None = None
+    fp32_top1_accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+    max_accuracy_drop_points: float | None = None
+    top1_agreement_with_fp32: float | None = None
 
 
-def topk(logits: np.ndarray, k: int) -> np.ndarray:
-    """Indices (N, k) of the k largest logits per row, largest first (stable on ties)."""
-    return np.argsort(-np.asarray(logits, dtype=np.float64), axis=1, kind="stable")[:, :k]
+@dataclass(frozen=True, kw_only=True)
+class GateImages:
+    """The test images the gates ran on."""
+
+    split: str
+    split_sha256: str
+    split_matches_checkpoint: bool
+    subset: str
+    count: int
+    test_subset_size: int
+    paths: tuple[str, ...]
+    accuracy_gate_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateTolerances:
+    """The tolerances applied."""
+
+    max_abs_prob_diff: float
+    top1: str
+    max_accuracy_drop_points: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParityReport:
+    """``parity.json`` (schema ``edgeclf.parity`` v1): every gate number of an export."""
+
+    schema: str = PARITY_SCHEMA
+    schema_version: int = PARITY_SCHEMA_VERSION
+    passed: bool
+    failures: tuple[str, ...]
+    images: GateImages
+    tolerances: GateTolerances
+    export_batch_size: int
+    batch_sizes: tuple[int, ...]
+    reference: str
+    provider: str
+    formats: dict[str, GateRow]
+
+
+def parse_parity_report(d: Any, source: str, strict: bool = False) -> ParityReport:
+    """Validate parsed ``parity.json`` content; errors as :func:`load_parity_json`."""
+    _schema.check_header(d, source, PARITY_SCHEMA, PARITY_SCHEMA_VERSION, ArtifactError,
+                         fix="re-export the checkpoint with this edgeclf (`edgeclf export`)")
+    return _schema.from_dict(ParityReport, d, source=source, error=ArtifactError, strict=strict)
+
+
+def load_parity_json(path: str | os.PathLike) -> ParityReport:
+    """Read and validate a ``parity.json`` (or the one inside an artifact directory).
+
+    Raises:
+        ArtifactError: missing, empty, truncated or malformed file; another schema; an older or
+            newer ``schema_version``; a missing field or one of the wrong type. The one-line
+            message names the file and the field.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / PARITY_JSON
+    return parse_parity_report(_schema.read_json(path, ArtifactError, "parity report"), str(path))
+
+
+def write_parity_json(path: str | os.PathLike, report: dict) -> ParityReport:
+    """Check ``report`` against :class:`ParityReport` (no undeclared keys), then write it atomically.
+
+    Raises:
+        ArtifactError: the report does not match the declaration (a bug in the writer).
+    """
+    checked = parse_parity_report(report, f"{PARITY_JSON} (being written)", strict=True)
+    atomic_write_text(Path(path), json.dumps(report, indent=2) + "\n")
+    return checked
 
 
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -67,8 +170,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     k = min(TOPK, reference.shape[1])
     dl = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     dp = np.abs(softmax(reference) - softmax(candidate))
-    top1 = topk(reference, 1)[:, 0] == topk(candidate, 1)[:, 0]
-    top3 = np.all(np.sort(topk(reference, k), axis=1) == np.sort(topk(candidate, k), axis=1), axis=1)
+    top1 = top_k(reference, 1)[:, 0] == top_k(candidate, 1)[:, 0]
+    top3 = np.all(np.sort(top_k(reference, k), axis=1) == np.sort(top_k(candidate, k), axis=1), axis=1)
     return {
         "images": int(len(reference)),
         "max_abs_logit_diff": float(dl.max()) if dl.size else 0.0,
@@ -134,7 +237,7 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in percent (0-100) of (N, C) logits against (N,) integer labels."""
     if len(labels) == 0:
         return 0.0
-    return float((topk(logits, 1)[:, 0] == np.asarray(labels)).mean() * 100.0)
+    return float((top_k(logits, 1)[:, 0] == np.asarray(labels)).mean() * 100.0)
 
 
 def accuracy_entry(fp32_logits: np.ndarray, logits: np.ndarray, labels: np.ndarray, precision: str,

@@ -1,4 +1,9 @@
-"""Callables ``(B, 3, H, W) float32 ndarray → (B, C) float32 logits`` for each way of running a model."""
+"""Callables ``(B, 3, H, W) float32 ndarray → (B, C) float32 logits`` for each way of running a model.
+
+Both go through the code that ships: eager/TorchScript modules through
+:func:`edgeclf.train.inference.eager_logits`, ONNX files through the runtime's
+:class:`edgeclf.runtime.inference.OrtSession` (what :class:`edgeclf.runtime.Predictor` runs).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeclf.runtime.artifact import INPUT_NAME
-from edgeclf.runtime.errors import ProviderError
+from edgeclf.runtime.inference import OrtSession
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -17,46 +21,34 @@ GATE_PROVIDERS = ("CPUExecutionProvider",)
 
 
 def torch_runner(module) -> Runner:
-    """Run an ``nn.Module`` or TorchScript module on CPU without autograd."""
-    import torch
+    """Run an ``nn.Module`` or TorchScript module on CPU without autograd (eval mode, fp32)."""
+    from edgeclf.train.inference import eager_logits
 
     def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return module(torch.from_numpy(x)).float().numpy()
+        return eager_logits(module, x, "cpu")
 
     return run
 
 
-def onnx_session(path: str | os.PathLike, providers: tuple[str, ...] = GATE_PROVIDERS, optimize: bool = True):
-    """An ``onnxruntime.InferenceSession`` on exactly ``providers``.
+def onnx_session(path: str | os.PathLike, providers: tuple[str, ...] = GATE_PROVIDERS,
+                 optimize: bool = True) -> OrtSession:
+    """A runtime :class:`~edgeclf.runtime.inference.OrtSession` on exactly ``providers``.
 
     Args:
         optimize: True runs onnxruntime's graph optimisations (its default, how applications run
-            the file); False (``ORT_DISABLE_ALL``) executes the graph exactly as written, which is
-            what other runtimes see: ORT's optimiser silently deletes e.g. a Dropout node left in
-            training mode, so only an unoptimised session exposes it.
+            the file); False (``graph_optimization="off"``) executes the graph exactly as written,
+            which is what other runtimes see: ORT's optimiser silently deletes e.g. a Dropout node
+            left in training mode, so only an unoptimised session exposes it.
 
     Raises:
-        ProviderError: onnxruntime silently fell back to other providers than those asked for
-            (the message lists what was asked and what is active).
+        ProviderError: a requested provider is not active (onnxruntime fell back to others).
+        ArtifactError: onnxruntime cannot load the file.
     """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only; fp16-on-CPU cast insertion logs warnings otherwise
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
-    active = session.get_providers()
-    if active != list(providers):
-        raise ProviderError(f"{path}: asked onnxruntime for {list(providers)}, got {active}")
-    return session
+    # log severity 3 (errors only): fp16-on-CPU cast insertion logs warnings otherwise
+    return OrtSession(path, providers=list(providers), graph_optimization="all" if optimize else "off",
+                      log_severity=3)
 
 
-def onnx_runner(session) -> Runner:
-    """Run an onnxruntime session whose single input is ``input``; returns its first output."""
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {INPUT_NAME: x})[0]
-
-    return run
+def onnx_runner(session: OrtSession) -> Runner:
+    """Run an :class:`OrtSession` (its ``logits`` output, or the first one)."""
+    return session.run

@@ -10,6 +10,7 @@ from .artifact import ModelInfo
 from .errors import (
     ArtifactError,
     EdgeclfError,
+    FormatError,
     ImageFetchError,
     ImageNotFoundError,
     ImageTooLargeError,
@@ -26,6 +27,7 @@ __all__ = [
     "ArtifactError",
     "EdgeclfError",
     "FetchOptions",
+    "FormatError",
     "ImageFetchError",
     "ImageNotFoundError",
     "ImageTooLargeError",

@@ -13,17 +13,25 @@ An artifact directory holds::
 Every ONNX file also carries the essentials in ``metadata_props`` (string key → string value), so
 a bare ``.onnx`` file is usable on its own; :data:`METADATA_KEYS` lists them. JSON-valued keys hold
 JSON text (e.g. ``class_names`` = ``'["Leopards", "airplanes"]'``).
+
+``artifact.json`` is declared once, by :class:`ArtifactDescription` (and the dataclasses it
+nests); :func:`load_artifact_json` validates a file against it, :func:`write_artifact_json` checks
+what export writes against it, and :func:`artifact_json_schema` derives the JSON Schema shipped as
+``schemas/artifact.schema.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
+from . import schema as _schema
 from ._version import __version__
 from .errors import ArtifactError, UsageError
+from .files import atomic_write_text
 from .preprocess import PreprocessConfig
 
 SCHEMA = "edgeclf.artifact"
@@ -143,24 +151,169 @@ class ModelInfo:
         )
 
 
-def load_artifact_json(artifact_dir: str | os.PathLike) -> dict:
-    """Read ``ARTIFACT_DIR/artifact.json``.
+# -- artifact.json -------------------------------------------------------------------------------
+
+#: ``$id`` of the shipped JSON Schema of ``artifact.json``.
+ARTIFACT_SCHEMA_ID = f"urn:edgeclf:schema:{SCHEMA}:{SCHEMA_VERSION}"
+#: Where the generated schema ships (package data of ``edgeclf.runtime``).
+ARTIFACT_SCHEMA_FILE = Path(__file__).parent / "schemas" / "artifact.schema.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormatFile:
+    """One model file of the artifact (an entry of ``formats``)."""
+
+    file: str = field(metadata={"doc": "file name inside the artifact directory"})
+    sha256: str
+    size_bytes: int
+    precision: Literal["fp32", "fp16", "int8"]
+    opset: int | None = None
+    exporter: str | None = None
+    converter: str | None = None
+    io_dtype: str | None = None
+    loader: str | None = None
+    extra_file: str | None = None
+    frozen: bool | None = None
+    quantization: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorSpec:
+    """The model's input or output tensor: name, dtype and shape (``"N"`` = any batch size)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    layout: str | None = None
+    color_order: str | None = None
+    meaning: str | None = None
+    softmax_applied: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceCheckpoint:
+    """The training checkpoint the artifact was exported from."""
+
+    path: str
+    sha256: str
+    split_sha256: str
+    epoch: int | None = None
+    weights: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateSummary:
+    """One format's gate result, summarised (the full numbers are in ``parity.json``)."""
+
+    gate: Literal["parity", "accuracy"]
+    max_abs_prob_diff: float
+    top1_agreement: float
+    top1_accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParitySummary:
+    """The export gates, summarised; ``report`` names the full report file (``parity.json``)."""
+
+    passed: bool
+    images: int
+    batch_sizes: tuple[int, ...]
+    max_abs_prob_diff_tolerance: float
+    formats: dict[str, GateSummary]
+    report: str = PARITY_JSON
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactDescription:
+    """``artifact.json`` (schema ``edgeclf.artifact``): what ``edgeclf export`` wrote and how to use it.
+
+    Attributes:
+        formats: format key (:data:`FORMAT_FILES`) → its file, sha256, size and precision.
+        input, output: tensor specs (``input`` float32 [N, 3, H, W], ``output`` logits [N, C]).
+        class_names: ordered labels, index = logits column; ``num_classes`` their count.
+        preprocess: the model's :class:`PreprocessConfig`.
+        arch: backbone name; ``metadata``: the ONNX ``metadata_props`` written.
+        source_checkpoint: where the weights came from; ``opset``: ONNX opset (``None``
+            without ONNX); ``parity``: gate summary; ``versions``: library versions at export;
+        created_utc: ISO 8601 time; ``export_seconds``: wall time of the export.
+    """
+
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+    created_utc: str
+    formats: dict[str, FormatFile]
+    input: TensorSpec
+    output: TensorSpec
+    class_names: tuple[str, ...]
+    num_classes: int
+    preprocess: PreprocessConfig
+    arch: str
+    metadata: dict[str, str]
+    source_checkpoint: SourceCheckpoint
+    opset: int | None
+    parity: ParitySummary
+    versions: dict[str, str] = field(default_factory=dict)
+    export_seconds: float | None = None
+
+    def __post_init__(self):
+        if self.num_classes != len(self.class_names):
+            raise ValueError(f"num_classes {self.num_classes} but {len(self.class_names)} class_names")
+        if not self.formats:
+            raise ValueError("formats is empty: the artifact has no model file")
+        unknown = sorted(set(self.formats) - set(FORMAT_FILES))
+        if unknown:
+            raise ValueError(f"formats has unknown keys {unknown}; known: {', '.join(FORMAT_FILES)}")
+
+    def to_dict(self) -> dict:
+        """The JSON-able dict written as ``artifact.json``."""
+        return _schema.to_dict(self)
+
+
+def artifact_json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of ``artifact.json``, derived from :class:`ArtifactDescription`."""
+    return _schema.json_schema(ArtifactDescription, schema_id=ARTIFACT_SCHEMA_ID, title="edgeclf artifact.json",
+                               consts={"schema": SCHEMA, "schema_version": SCHEMA_VERSION})
+
+
+def parse_artifact_description(d: Any, source: str, strict: bool = False) -> ArtifactDescription:
+    """Validate parsed ``artifact.json`` content; see :func:`load_artifact_json` for the errors."""
+    _schema.check_header(d, source, SCHEMA, SCHEMA_VERSION, ArtifactError,
+                         fix="re-export the checkpoint with this edgeclf (`edgeclf export`)")
+    return _schema.from_dict(ArtifactDescription, d, source=source, error=ArtifactError, strict=strict)
+
+
+def load_artifact_json(artifact_dir: str | os.PathLike) -> ArtifactDescription:
+    """Read and validate ``ARTIFACT_DIR/artifact.json``.
+
+    Returns:
+        The :class:`ArtifactDescription`.
+    Raises:
+        ArtifactError: missing folder or file; empty, truncated or malformed JSON; another schema;
+            an older or newer ``schema_version``; a missing field or one of the wrong type. The
+            one-line message names the file and the field (e.g.
+            ``…/artifact.json: field 'preprocess': missing``).
+    """
+    if not Path(artifact_dir).is_dir():
+        raise ArtifactError(f"{artifact_dir}: no such artifact directory; create one with `edgeclf export`",
+                            source=str(artifact_dir))
+    path = Path(artifact_dir) / ARTIFACT_JSON
+    d = _schema.read_json(path, ArtifactError, "artifact description",
+                          "; is this an edgeclf artifact directory (made by `edgeclf export`)?")
+    return parse_artifact_description(d, str(path))
+
+
+def write_artifact_json(artifact_dir: str | os.PathLike, description: dict) -> ArtifactDescription:
+    """Check ``description`` against :class:`ArtifactDescription` (no undeclared keys either), then
+    write it as ``ARTIFACT_DIR/artifact.json`` atomically, keys in the given order.
 
     Raises:
-        ArtifactError: missing folder or file, invalid JSON, or another schema; names the path.
+        ArtifactError: ``description`` does not match the declaration (a bug in the writer).
     """
-    path = Path(artifact_dir) / ARTIFACT_JSON
-    if not Path(artifact_dir).is_dir():
-        raise ArtifactError(f"{artifact_dir}: no such artifact directory; create one with `edgeclf export`")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ArtifactError(f"{path}: cannot read ({err.strerror or err}); is this an edgeclf artifact directory?") from err
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"{path}: invalid JSON ({err})") from err
-    if d.get("schema") != SCHEMA or d.get("schema_version") != SCHEMA_VERSION:
-        raise ArtifactError(f"{path}: not an edgeclf artifact description (schema {SCHEMA!r} v{SCHEMA_VERSION})")
-    return d
+    checked = parse_artifact_description(description, f"{ARTIFACT_JSON} (being written)", strict=True)
+    atomic_write_text(Path(artifact_dir) / ARTIFACT_JSON,
+                      json.dumps(description, indent=2, ensure_ascii=False) + "\n")
+    return checked
 
 
 def resolve_model_file(artifact: str | os.PathLike, precision: str = "fp32") -> Path:

@@ -1,11 +1,11 @@
-"""Typed exceptions shared by every edgeclf stage.
+"""The runtime's typed exceptions and the base every edgeclf error derives from.
 
 All of them derive from :class:`EdgeclfError`, which the CLI turns into a one-line message and an
 exit code (2 for bad usage or unusable input). Each message names the file, URL or argument at
-fault and, where there is one, the fix. Other packages (``train``, ``export``, ``bench``) subclass
-these rather than inventing parallel hierarchies, so ``except EdgeclfError`` catches them all.
+fault and, where there is one, the fix. Each layer keeps its own errors next to its code and
+subclasses these, so ``except EdgeclfError`` catches them all:
 
-Hierarchy::
+Hierarchy (``edgeclf.runtime.errors`` unless named otherwise)::
 
     EdgeclfError
     ├── UsageError            bad argument value (ratios, class names, formats, opset, ...)
@@ -13,13 +13,13 @@ Hierarchy::
     │   ├── ImageNotFoundError    a path that does not exist (also a FileNotFoundError)
     │   ├── ImageTooLargeError    more pixels than the configured limit (decompression bomb)
     │   └── ImageFetchError       an http(s) URL that cannot be fetched or is not an image
-    ├── DatasetError          a data folder that cannot be split (missing, empty, too few images)
-    ├── DownloadError         a dataset archive that cannot be downloaded or verified
-    ├── ManifestError         a split manifest that is missing, malformed or of another schema
-    ├── ArtifactError         an export artifact (dir / .onnx) missing files or edgeclf metadata
-    ├── CheckpointError       a training checkpoint missing, truncated, foreign or mismatched
+    ├── FormatError           an edgeclf JSON file (artifact.json, bench.json, ...) that is
+    │   │                     missing, malformed, of another schema version, or lacks a field
+    │   ├── ManifestError         a split manifest (split.json)
+    │   └── ArtifactError         an export artifact (dir / .onnx) missing files or edgeclf metadata
     ├── ProviderError         an execution provider/device that was asked for but is not active
-    └── ParityError           an exported model whose outputs differ from the eager model
+    ├── edgeclf.train.errors:  DatasetError, DownloadError, CheckpointError, WeightsError
+    └── edgeclf.export.errors: ExportError, ParityError (GateError)
 """
 
 from __future__ import annotations
@@ -69,31 +69,29 @@ class ImageFetchError(InvalidImageError):
     """An http(s) image URL could not be fetched, or what came back is not an image."""
 
 
-class DatasetError(EdgeclfError):
-    """A dataset folder cannot be used (missing, empty, a class with too few usable images)."""
+class FormatError(EdgeclfError):
+    """An edgeclf file (JSON document or checkpoint dict) is missing, malformed, truncated, of
+    another schema or schema version, or has a missing/mistyped field.
+
+    Attributes:
+        source: the file (or other source) at fault, as given.
+        field: dotted path of the bad field (``"preprocess.crop_size"``), or ``None`` when the
+            problem is the whole file (unreadable, not JSON, another schema).
+    """
+
+    def __init__(self, message: str, source: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.source = source
+        self.field = field
 
 
-class DownloadError(EdgeclfError):
-    """A dataset archive could not be downloaded, verified or unpacked."""
-
-
-class ManifestError(EdgeclfError):
+class ManifestError(FormatError):
     """A split manifest is missing, malformed, or of an unknown schema version."""
 
 
-class ArtifactError(EdgeclfError):
+class ArtifactError(FormatError):
     """An artifact directory or ONNX file is missing files or edgeclf metadata."""
-
-
-class CheckpointError(EdgeclfError):
-    """A checkpoint is missing, truncated, not an edgeclf checkpoint, or belongs to another split."""
 
 
 class ProviderError(EdgeclfError):
     """An execution provider or device was requested but is not actually active."""
-
-
-class ParityError(EdgeclfError):
-    """An exported model failed the parity (or accuracy) gate; nothing was written."""
-
-    exit_code = 1

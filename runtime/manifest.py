@@ -19,6 +19,9 @@ Schema (version 1)::
     }
 
 Paths are relative to ``data_root`` with ``/`` separators, sorted within each split.
+:class:`SplitManifest` is the one typed definition of this file; :func:`load_manifest` validates
+every field against it (:mod:`edgeclf.runtime.schema`) and names the file and the field of the
+first problem.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from . import schema as _schema
 from .errors import ManifestError, UsageError
 from .files import atomic_write_bytes, file_sha256  # noqa: F401  (file_sha256: re-exported)
 
@@ -46,15 +51,21 @@ class ManifestEntry:
     sha256: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class SplitManifest:
-    """In-memory form of ``split.json``; see the module docstring for the schema.
+    """``split.json`` (schema ``edgeclf.split`` v1); see the module docstring for the layout.
 
     Attributes:
         data_root: folder the entry paths are relative to.
         classes: ordered class names; a label is an index into this list.
+        seed: the split's random seed.
+        ratios: requested shares ``{"train": 0.75, "val": 0.125, "test": 0.125}``.
         splits: ``{"train": [...], "val": [...], "test": [...]}`` of :class:`ManifestEntry`.
-        sha256: hex digest of the manifest file's bytes (``""`` if not read from / written to a file).
+        counts: images per class and subset.
+        excluded: files left out, each ``{"path", "reason", ...}``.
+        excluded_counts: excluded files per reason.
+        sha256: hex digest of the manifest file's bytes (``""`` if not read from a file); not
+            stored in the file.
     """
 
     data_root: Path
@@ -63,9 +74,9 @@ class SplitManifest:
     ratios: dict[str, float]
     splits: dict[str, list[ManifestEntry]]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    excluded: list[dict] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
     excluded_counts: dict[str, int] = field(default_factory=dict)
-    sha256: str = ""
+    sha256: str = field(default="", compare=False, metadata={"json": False})
 
     def entries(self, subset: str) -> list[ManifestEntry]:
         """Entries of ``subset`` (``train``, ``val`` or ``test``); ``UsageError`` for another name."""
@@ -111,8 +122,7 @@ def write_manifest(manifest: SplitManifest, out: str | os.PathLike) -> str:
         atomic_write_bytes(out, text)
     except OSError as err:
         raise UsageError(f"--out {out}: cannot write the manifest ({err.strerror or err})") from err
-    manifest.sha256 = hashlib.sha256(text).hexdigest()
-    return manifest.sha256
+    return hashlib.sha256(text).hexdigest()
 
 
 def load_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> SplitManifest:
@@ -122,51 +132,38 @@ def load_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
         path: the manifest file.
         data_root: override the recorded data root (the images were moved or copied elsewhere).
     Raises:
-        ManifestError: missing/unreadable file, invalid JSON, another schema or version, or
-            entries whose label is outside the class list. The message names the file.
+        ManifestError: missing/unreadable file, empty/truncated/invalid JSON, another schema, an
+            older or newer schema version, a missing field or one of the wrong type, duplicate or
+            fewer than 2 classes, or entries whose label is outside the class list. The one-line
+            message names the file and the field.
     """
     path = Path(path)
+    hint = "; create one with `edgeclf split`"
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise ManifestError(f"{path}: cannot read split manifest ({err.strerror or err}); create one with `edgeclf split`") from err
-    try:
-        d = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"{path}: not a JSON split manifest ({err})") from err
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-        raise ManifestError(f"{path}: not an edgeclf split manifest (schema {SCHEMA!r} expected)")
-    if d.get("schema_version") != SCHEMA_VERSION:
-        raise ManifestError(
-            f"{path}: split manifest schema_version {d.get('schema_version')!r} is not supported"
-            f" (this edgeclf reads {SCHEMA_VERSION}); re-run `edgeclf split`"
-        )
-    try:
-        classes = list(d["classes"])
-        splits = {
-            s: [ManifestEntry(str(e["path"]), int(e["label"]), str(e["sha256"])) for e in d["splits"][s]]
-            for s in SUBSETS
-        }
-        manifest = SplitManifest(
-            data_root=Path(data_root if data_root is not None else d["data_root"]),
-            classes=classes,
-            seed=int(d["seed"]),
-            ratios={k: float(v) for k, v in d["ratios"].items()},
-            splits=splits,
-            counts=d.get("counts", {}),
-            excluded=d.get("excluded", []),
-            excluded_counts=d.get("excluded_counts", {}),
-            sha256=hashlib.sha256(raw).hexdigest(),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ManifestError(f"{path}: malformed split manifest ({type(err).__name__}: {err})") from err
+        raise ManifestError(f"{path}: cannot read split manifest ({err.strerror or err}){hint}",
+                            source=str(path)) from err
+    d = _schema.parse_json(raw, path, ManifestError, "split manifest")
+    _schema.check_header(d, str(path), SCHEMA, SCHEMA_VERSION, ManifestError, fix="re-run `edgeclf split`")
+    if data_root is not None:
+        d = {**d, "data_root": str(data_root)}
+    manifest = _schema.from_dict(SplitManifest, d, source=str(path), error=ManifestError)
+    manifest = replace(manifest, sha256=hashlib.sha256(raw).hexdigest())
+    classes = manifest.classes
+    missing = [s for s in SUBSETS if s not in manifest.splits]
+    if missing:
+        raise ManifestError(f"{path}: field 'splits.{missing[0]}': missing", source=str(path), field=f"splits.{missing[0]}")
     duplicates = sorted({c for c in classes if classes.count(c) > 1})
     if duplicates:
-        raise ManifestError(f"{path}: class names {duplicates} appear more than once; re-run `edgeclf split`")
+        raise ManifestError(f"{path}: class names {duplicates} appear more than once; re-run `edgeclf split`",
+                            source=str(path), field="classes")
     if len(classes) < 2:
-        raise ManifestError(f"{path}: {len(classes)} class(es) {classes}; a classifier needs at least 2")
+        raise ManifestError(f"{path}: {len(classes)} class(es) {classes}; a classifier needs at least 2",
+                            source=str(path), field="classes")
     for s in SUBSETS:
-        for e in splits[s]:
+        for e in manifest.splits[s]:
             if not 0 <= e.label < len(classes):
-                raise ManifestError(f"{path}: entry {e.path} has label {e.label} outside 0..{len(classes) - 1}")
+                raise ManifestError(f"{path}: entry {e.path} has label {e.label} outside 0..{len(classes) - 1}",
+                                    source=str(path), field=f"splits.{s}")
     return manifest

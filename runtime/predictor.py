@@ -10,91 +10,39 @@ http(s) URLs) and :func:`runtime.preprocess.preprocess` with the model's own pre
 from the ONNX file's edgeclf metadata, so the runtime sees exactly the pixels training and the
 export parity gate saw.
 
-Probabilities are ``softmax(logits)`` computed in float64 with the row maximum subtracted first
-(numerically stable for any logit magnitude), then reported as Python floats; logits come out of
-onnxruntime in float32 (float16 for an fp16 model whose outputs were not kept in float32).
+Probabilities are :func:`runtime.inference.softmax` of the logits (float64, row maximum subtracted
+first, numerically stable for any logit magnitude), reported as Python floats; top-k is
+:func:`runtime.inference.top_k` (ties → lower class index). The session is a
+:class:`runtime.inference.OrtSession` — the same code the export parity gates and the benchmark run.
 
 Thread safety: one ``InferenceSession`` is shared; onnxruntime supports concurrent ``run`` calls on
 it, and everything else a call touches is local, so ``predict``/``predict_batch`` may be called from
 several threads at once.
 
 Fork safety: an onnxruntime session does not survive ``os.fork()`` (its thread pools stay in the
-parent: a child that runs it crashes, one that merely frees it hangs at exit). A ``Predictor``
-therefore remembers the PID that created its session; in a forked child (prefork servers,
-``multiprocessing`` with fork, gunicorn ``--preload``) the inherited session is set aside, never
-run or freed, and a new one is created lazily on first use (:meth:`Predictor._session_for_this_process`).
-onnxruntime's own C++ exit handlers also hang in a forked child, so such a child ends with
-``os._exit`` after Python's shutdown work (atexit callbacks, flushed streams), keeping the status
-given to ``sys.exit`` (1 after an uncaught exception; a bare ``raise SystemExit(n)`` ends with 0).
+parent: a child that runs it crashes, one that merely frees it hangs at exit). The session
+(:class:`runtime.inference.OrtSession`) therefore remembers the PID that created it; in a forked
+child (prefork servers, ``multiprocessing`` with fork, gunicorn ``--preload``) the inherited session
+is set aside, never run or freed, and a new one is created lazily on first use. onnxruntime's own
+C++ exit handlers also hang in a forked child, so such a child ends with ``os._exit`` after Python's
+shutdown work (see :func:`runtime.inference.skip_native_exit_handlers`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
-import weakref
-from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-from . import providers as _prov
-from .artifact import INPUT_NAME, OUTPUT_NAME, ModelInfo, resolve_model_file
+from .artifact import INPUT_NAME, ModelInfo, resolve_model_file
 from .errors import ArtifactError, InvalidImageError, UsageError
 from .fetch import FetchOptions, is_url, load_image_url
 from .image import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from .inference import OrtSession, Prediction, softmax, top_k_predictions
 from .preprocess import preprocess
 
 ON_ERROR = ("raise", "return")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One of the top-k answers for an image.
-
-    Attributes:
-        label: class name (``ModelInfo.class_names[index]``).
-        index: column of the logits, 0-based.
-        probability: softmax probability in [0, 1] (float64 computation, Python float).
-    """
-
-    label: str
-    index: int
-    probability: float
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "index": self.index, "probability": self.probability}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of logits (N, C), any float dtype → float64 (N, C), rows summing to 1.
-
-    Subtracts each row's maximum before ``exp`` so large logits cannot overflow.
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def top_k_predictions(probs: np.ndarray, k: int, class_names: Sequence[str]) -> list[Prediction]:
-    """The ``k`` most probable classes of one probability row (C,), most probable first.
-
-    Ties are broken by the lower class index (stable sort), so results are deterministic.
-    """
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [Prediction(class_names[i], int(i), float(probs[i])) for i in order]
-
-
-def _ort_errors() -> tuple[type[BaseException], ...]:
-    """onnxruntime's exception classes (they derive from ``Exception`` only), plus what its Python
-    layer raises (``RuntimeError``, ``ValueError``)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    found = [c for c in vars(state).values()
-             if isinstance(c, type) and issubclass(c, Exception) and c.__module__ == state.__name__]
-    return tuple(found) + (RuntimeError, ValueError)
 
 
 class Predictor:
@@ -117,6 +65,7 @@ class Predictor:
 
     Attributes:
         model_path: the ONNX file loaded (``Path``).
+        engine: the :class:`runtime.inference.OrtSession` running the model (``run(batch) -> logits``).
         info: the model's :class:`~runtime.artifact.ModelInfo` (class names, preprocessing, arch).
         class_names: ``info.class_names``, index = logits column.
         providers: execution providers active in the session, in priority order
@@ -135,11 +84,6 @@ class Predictor:
                  providers: Sequence | None = None, intra_op_threads: int | None = None,
                  precision: str = "fp32", max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  fetch: FetchOptions = FetchOptions()):
-        import onnxruntime as ort
-
-        if intra_op_threads is not None and (
-                isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or intra_op_threads < 1):
-            raise UsageError(f"intra_op_threads={intra_op_threads!r}: give an integer >= 1, or None for onnxruntime's default")
         if max_pixels is not None and max_pixels < 1:
             raise UsageError(f"max_pixels={max_pixels!r}: give a positive pixel count, or None")
         self.model_path = resolve_model_file(artifact, precision)
@@ -148,63 +92,24 @@ class Predictor:
                                 " or the model.onnx inside it")
         self.max_pixels = max_pixels
         self.fetch = fetch
-        request, required, note = _prov.plan_providers(device, providers, ort.get_available_providers())
-
-        self._intra_op_threads = intra_op_threads
-        self._provider_request = request
-        self._session, self._session_pid = None, None
-        self._session_for_this_process()
-
-        self.providers: list[str] = list(self.session.get_providers())
-        _prov.check_active(required, self.providers, str(self.model_path))
-        if note is None and _prov.CUDA in [_prov.provider_name(p) for p in request] \
-                and _prov.CUDA not in self.providers:
-            note = "CUDAExecutionProvider did not activate (CUDA/cuDNN libraries not loadable?)"
-        self.device = "cuda" if any(p in _prov.GPU_PROVIDERS for p in self.providers) else "cpu"
-        self.device_note = note
-
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.info: ModelInfo = ModelInfo.from_metadata(meta, str(self.model_path))
+        self.engine = OrtSession(self.model_path, device=device, providers=providers,
+                                 intra_op_threads=intra_op_threads)
+        self.providers: list[str] = self.engine.providers
+        self.device = self.engine.device
+        self.device_note = self.engine.device_note
+        self.info: ModelInfo = ModelInfo.from_metadata(self.engine.metadata, str(self.model_path))
         self.class_names: tuple[str, ...] = self.info.class_names
         self.preprocess_config = self.info.preprocess
         self._check_io()
 
-    # -- session (fork-safe) ---------------------------------------------------------------------
     @property
     def session(self):
-        """The onnxruntime ``InferenceSession`` of this process (created again after a fork)."""
-        return self._session_for_this_process()
-
-    def _session_for_this_process(self):
-        """This process's ``InferenceSession``: the existing one, or a new one when the Predictor
-        was created in another process (a fork parent); the inherited session is set aside.
-
-        Raises:
-            ArtifactError: onnxruntime cannot load the model file.
-        """
-        if self._session is not None and self._session_pid == os.getpid():
-            return self._session
-        import onnxruntime as ort
-
-        if self._session is not None:  # created before a fork: the fork hook normally did this
-            _set_aside(self._session)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: no per-node placement warnings on stderr
-        if self._intra_op_threads is not None:
-            options.intra_op_num_threads = self._intra_op_threads
-        try:
-            session = ort.InferenceSession(str(self.model_path), sess_options=options,
-                                           providers=self._provider_request)
-        except _ort_errors() as err:
-            raise ArtifactError(f"{self.model_path}: onnxruntime cannot load it"
-                                f" ({type(err).__name__}: {str(err).strip().splitlines()[0]})") from err
-        self._session, self._session_pid = session, os.getpid()
-        _LIVE_PREDICTORS.add(self)
-        return session
+        """The ``onnxruntime.InferenceSession`` (of this process; re-created after a fork)."""
+        return self.engine.session
 
     # -- model I/O -----------------------------------------------------------------------------
     def _check_io(self) -> None:
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        inputs, outputs = self.engine.inputs, self.engine.outputs
         where = str(self.model_path)
         if len(inputs) != 1:
             raise ArtifactError(f"{where}: expected one input ({INPUT_NAME!r}), the model has"
@@ -221,13 +126,11 @@ class Predictor:
             raise ArtifactError(f"{where}: input {inp.name!r} is {inp.type}, expected tensor(float)")
         names = [o.name for o in outputs]
         self.input_name = inp.name
-        self.output_name = OUTPUT_NAME if OUTPUT_NAME in names else names[0]
+        self.output_name = self.engine.output_name  # "logits" if the model has it, else its first output
         out_shape = list(outputs[names.index(self.output_name)].shape)
         if len(out_shape) != 2 or isinstance(out_shape[1], int) and out_shape[1] != len(self.class_names):
             raise ArtifactError(f"{where}: output {self.output_name!r} has shape {out_shape}; the metadata"
                                 f" names {len(self.class_names)} classes, so expected [N, {len(self.class_names)}]")
-        self._input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on preprocessed inputs.
@@ -243,22 +146,9 @@ class Predictor:
         crop = self.preprocess_config.crop_size
         if batch.ndim != 4 or batch.shape[1:] != (3, crop, crop):
             raise UsageError(f"batch of shape {batch.shape}: expected (N, 3, {crop}, {crop})")
-        n = batch.shape[0]
-        x = np.ascontiguousarray(batch, dtype=self._input_dtype)
-        step = self._fixed_batch or max(n, 1)
-        parts = []
-        for start in range(0, n, step):
-            chunk = x[start:start + step]
-            if self._fixed_batch and len(chunk) < step:  # static batch dimension: pad, then drop
-                pad = np.zeros((step - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
-                out = self.session.run([self.output_name], {self.input_name: np.concatenate([chunk, pad])})[0]
-                out = out[:len(chunk)]
-            else:
-                out = self.session.run([self.output_name], {self.input_name: chunk})[0]
-            parts.append(np.asarray(out, dtype=np.float32))
-        if not parts:
+        if batch.shape[0] == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        out = np.concatenate(parts)
+        out = self.engine.run(batch)
         if out.ndim != 2 or out.shape[1] != len(self.class_names):
             raise ArtifactError(f"{self.model_path}: output {self.output_name!r} has shape {out.shape},"
                                 f" expected (N, {len(self.class_names)}) for {len(self.class_names)} classes")
@@ -339,74 +229,6 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"Predictor({str(self.model_path)!r}, arch={self.info.arch!r},"
                 f" classes={len(self.class_names)}, providers={self.providers})")
-
-
-#: Predictors holding a session, so a forked child can set their inherited sessions aside.
-_LIVE_PREDICTORS: "weakref.WeakSet[Predictor]" = weakref.WeakSet()
-_SET_ASIDE: list = []
-
-
-def _set_aside(session) -> None:
-    """Keep a session inherited through ``fork()`` alive for good: freeing it in the child waits
-    forever for the parent's onnxruntime threads, running it crashes. One extra reference that is
-    never released (``Py_IncRef``) also survives interpreter shutdown, which clears module lists."""
-    _SET_ASIDE.append(session)
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(session))
-
-
-def _after_fork_in_child() -> None:
-    for predictor in list(_LIVE_PREDICTORS):
-        if predictor._session is not None:
-            _set_aside(predictor._session)
-            predictor._session = None  # the next use creates this process's own session
-    _LIVE_PREDICTORS.clear()
-    if "onnxruntime" in sys.modules:
-        _skip_native_exit_handlers()
-
-
-_EXIT_CODE: list = []
-
-
-def _skip_native_exit_handlers() -> None:
-    """End a forked child with ``os._exit`` once Python's own shutdown work is done.
-
-    onnxruntime starts a background thread when it is imported; in a forked child its C++ static
-    destructors wait forever on that (parent-only) thread's condition variable, so a plain
-    ``sys.exit`` hangs. A Python ``atexit`` hook runs the other ``atexit`` callbacks, flushes the
-    standard streams and leaves with the exit code: the one given to ``sys.exit``, 1 after an uncaught
-    exception, else 0.
-    """
-    import atexit
-    import builtins
-
-    real_exit = sys.exit
-
-    def recording_exit(code=0):
-        _EXIT_CODE[:] = [code]
-        real_exit(code)
-
-    def leave() -> None:
-        atexit.unregister(leave)
-        atexit._run_exitfuncs()  # everything registered before (logging.shutdown, ...) still runs
-        code = _EXIT_CODE[0] if _EXIT_CODE else (1 if getattr(sys, "last_value", None) else 0)
-        if code is None:
-            code = 0
-        elif not isinstance(code, int):  # sys.exit("message"): printed by Python, status 1
-            code = 1
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-        os._exit(code & 0xFF)
-
-    sys.exit = recording_exit
-    builtins.exit = builtins.quit = recording_exit
-    atexit.register(leave)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -1,7 +1,7 @@
 """A tiny, seeded edgeclf artifact for tests: torch model → ONNX with edgeclf metadata → artifact dir.
 
 ``build_tiny_artifact(out_dir)`` writes ``out_dir/model.onnx`` (with :meth:`ModelInfo.to_metadata`
-in ``metadata_props``) and a minimal ``artifact.json``, and returns the eager torch model so a test
+in ``metadata_props``) and a complete ``artifact.json``, and returns the eager torch model so a test
 can compute the expected answer itself. The ``tiny_artifact`` fixture builds one per session.
 
 Model: Conv2d(3, 16, 16, stride 16) (a patch embedding: 14 x 14 patches at 224) → ReLU → global
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeclf.runtime.artifact import ARTIFACT_JSON, FORMAT_FILES, SCHEMA, SCHEMA_VERSION, ModelInfo
+from edgeclf.runtime.artifact import FORMAT_FILES, SCHEMA, SCHEMA_VERSION, ModelInfo, write_artifact_json
+from edgeclf.runtime.files import file_sha256
 from edgeclf.runtime.preprocess import PreprocessConfig
 
 CLASS_NAMES = ("Leopards", "airplanes", "butterfly", "camera", "elephant", "lamp", "rhino", "umbrella", "watch")
@@ -106,12 +107,32 @@ def build_tiny_artifact(out_dir: Path, class_names=CLASS_NAMES, preprocess: Prep
             traced = torch.jit.freeze(torch.jit.trace(model, example))
             torch.jit.save(traced, str(out_dir / FORMAT_FILES["torchscript"]),
                            _extra_files={"edgeclf.json": json.dumps(info.to_metadata())})
-    (out_dir / ARTIFACT_JSON).write_text(json.dumps({
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "formats": {"onnx": {"file": onnx_path.name}},
-        "class_names": list(class_names), "preprocess": preprocess.to_dict(), "arch": arch,
-    }, indent=2), encoding="utf-8")
+    write_artifact_json(out_dir, tiny_description(onnx_path, info))
     return TinyArtifact(out_dir, onnx_path, model, info)
+
+
+def tiny_description(onnx_path: Path, info: ModelInfo) -> dict:
+    """A complete ``artifact.json`` for a tiny artifact (as export writes it, gate numbers made up)."""
+    cfg, n = info.preprocess, len(info.class_names)
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created_utc": "2026-01-01T00:00:00Z",
+        "formats": {"onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path),
+                             "size_bytes": onnx_path.stat().st_size, "precision": "fp32", "opset": 17}},
+        "input": {"name": "input", "dtype": "float32", "shape": ["N", 3, cfg.crop_size, cfg.crop_size],
+                  "layout": "NCHW", "color_order": "RGB"},
+        "output": {"name": "logits", "dtype": "float32", "shape": ["N", n], "meaning": "logits",
+                   "softmax_applied": False},
+        "class_names": list(info.class_names), "num_classes": n, "preprocess": cfg.to_dict(), "arch": info.arch,
+        "metadata": info.to_metadata(),
+        "source_checkpoint": {"path": "/nonexistent/best.pt", "sha256": info.source_checkpoint_sha256,
+                              "split_sha256": "0" * 64, "epoch": 1, "weights": "none"},
+        "opset": 17,
+        "parity": {"passed": True, "images": 1, "batch_sizes": [1, 5], "max_abs_prob_diff_tolerance": 1e-4,
+                   "formats": {"onnx": {"gate": "parity", "max_abs_prob_diff": 0.0, "top1_agreement": 1.0}},
+                   "report": "parity.json"},
+        "versions": {"edgeclf": info.edgeclf_version},
+        "export_seconds": 0.0,
+    }
 
 
 @pytest.fixture(scope="session")

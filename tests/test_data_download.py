@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_image
-from edgeclf.runtime.errors import DownloadError, UsageError
+from edgeclf.runtime.errors import UsageError
+from edgeclf.train.errors import DownloadError
 from edgeclf.train.data import CALTECH101_URL, FOLDER, download_caltech101
 
 CLASSES = {"Faces": 3, "ant": 4, "BACKGROUND_Google": 2}

@@ -137,7 +137,8 @@ def test_runtime_top3_equals_eager_on_every_test_image(demo):
     from edgeclf.runtime import Predictor
     from edgeclf.runtime.manifest import load_manifest
     from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
-    from edgeclf.train.evaluate import predict_logits, softmax
+    from edgeclf.runtime.inference import softmax
+    from edgeclf.train.evaluate import predict_logits
 
     ckpt = load_checkpoint(demo.checkpoint)
     paths = [p for p, _ in load_manifest(demo.split_path).files("test")]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from edgeclf.runtime.errors import CheckpointError
+from edgeclf.train.errors import CheckpointError
 from edgeclf.runtime.manifest import ManifestEntry, SplitManifest, file_sha256, write_manifest
 from edgeclf.runtime.preprocess import PreprocessConfig
 from edgeclf.train.checkpoint import save_checkpoint

@@ -60,6 +60,14 @@ def test_artifact_directory_contents(exported):
     assert not [p for p in art.parent.iterdir() if p.name.startswith(".artifact.")]  # no temp sibling left
     on_disk = json.loads((art / ARTIFACT_JSON).read_text())
     assert on_disk == desc
+    # both files follow their declared formats; artifact.json also the shipped JSON Schema
+    from edgeclf.export.parity import load_parity_json
+    from edgeclf.runtime.artifact import ARTIFACT_SCHEMA_FILE, load_artifact_json
+    from test_formats import validate
+
+    validate(on_disk, json.loads(ARTIFACT_SCHEMA_FILE.read_text()))
+    assert load_artifact_json(art).formats["onnx-int8"].precision == "int8"
+    assert load_parity_json(art).passed is True
     assert desc["schema"] == SCHEMA and desc["schema_version"] == 1
     for key, entry in desc["formats"].items():
         path = art / entry["file"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgeclf.export.images import evenly_spaced
-from edgeclf.export.parity import accuracy_entry, compare, failures, parity_entry, softmax
+from edgeclf.export.parity import accuracy_entry, compare, failures, parity_entry
+from edgeclf.runtime.inference import softmax
 from edgeclf.export.staging import check_out_dir, publish, staging_dir
 from edgeclf.runtime.errors import UsageError
 

@@ -20,7 +20,7 @@ from edgeclf.runtime import Prediction, Predictor
 from edgeclf.runtime.artifact import ModelInfo
 from edgeclf.runtime.errors import ArtifactError, ImageNotFoundError, InvalidImageError, ProviderError, UsageError
 from edgeclf.runtime.image import load_image
-from edgeclf.runtime.predictor import softmax
+from edgeclf.runtime.inference import softmax
 from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
 from edgeclf.runtime.providers import cuda_device_count
 from test_runtime_import import BLOCKER

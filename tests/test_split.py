@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import NINE_CLASSES, SAMPLE_DATA, make_image
-from edgeclf.runtime.errors import DatasetError, UsageError
+from edgeclf.runtime.errors import UsageError
+from edgeclf.train.errors import DatasetError
 from edgeclf.runtime.manifest import SUBSETS, load_manifest, write_manifest
 from edgeclf.train.split import allocate, split_dataset
 

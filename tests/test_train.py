@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeclf.runtime.errors import CheckpointError, DatasetError, ManifestError, UsageError
+from edgeclf.runtime.errors import ManifestError, UsageError
+from edgeclf.train.errors import CheckpointError, DatasetError
 from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeclf.train.history import HISTORY_FIELDS, TIMING_FIELDS
 from edgeclf.train.loop import freeze_backbone, param_groups, set_train_mode, train_model

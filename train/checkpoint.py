@@ -25,27 +25,94 @@ Format (``format == "edgeclf.checkpoint"``, ``schema_version == 1``)::
 the best validation accuracy, ties broken by the lower validation loss).
 
 No pickled objects beyond tensors and builtins (so ``torch.load(weights_only=True)`` reads it),
-never an argparse ``Namespace``.
+never an argparse ``Namespace``. :class:`CheckpointInfo` is the typed definition of its
+plain-value fields (tensor-holding fields are typed as objects); :func:`load_checkpoint` checks a
+file against it. This module imports torch only inside the functions that read or write files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from edgeclf.runtime import schema as _schema
 from edgeclf.runtime.errors import first_line
 from edgeclf.runtime.files import file_sha256, temp_sibling  # noqa: F401  (file_sha256: re-exported)
 from edgeclf.runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError
-from .models import Classifier, get_backbone
+
+if TYPE_CHECKING:
+    from .models import Classifier
 
 FORMAT = "edgeclf.checkpoint"
 SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("arch", "num_classes", "class_names", "preprocess", "model_state", "split_sha256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointInfo:
+    """The checkpoint dict's fields and their types (``format == "edgeclf.checkpoint"``, v1).
+
+    Required: ``arch``, ``num_classes``, ``class_names``, ``preprocess``, ``model_state``,
+    ``split_sha256``; the rest is written by ``edgeclf train`` and needed only to resume.
+    ``model_state``/``optimizer_state``/… hold tensors; only their container type is checked here.
+    """
+
+    format: str = FORMAT
+    schema_version: int = SCHEMA_VERSION
+    edgeclf_version: str | None = None
+    arch: str
+    weights: str | None = None
+    num_classes: int
+    class_names: tuple[str, ...]
+    preprocess: PreprocessConfig
+    model_args: dict[str, Any] = field(default_factory=dict)
+    model_state: dict[str, Any]
+    split_sha256: str
+    split_path: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    val_acc: float | None = None
+    val_loss: float | None = None
+    best_val_acc: float | None = None
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    optimizer_state: dict[str, Any] | None = None
+    scheduler_state: dict[str, Any] | None = None
+    scaler_state: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+    history: tuple[dict[str, Any], ...] = ()
+    train_args: dict[str, Any] | None = None
+    world_size: int | None = None
+    elapsed_s: float | None = None
+
+    def __post_init__(self):
+        if self.num_classes != len(self.class_names):
+            raise ValueError(f"num_classes {self.num_classes} but {len(self.class_names)} class_names")
+
+
+#: Fields every checkpoint must have (the others have defaults).
+REQUIRED_KEYS = tuple(f.name for f in dataclasses.fields(CheckpointInfo)
+                      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+def checkpoint_info(ckpt: Any, source: str) -> CheckpointInfo:
+    """Validate a loaded checkpoint dict against :class:`CheckpointInfo`.
+
+    Raises:
+        CheckpointError: not a dict, another format, an older or newer ``schema_version``, a
+            missing field or one of the wrong type; the one-line message names ``source`` and
+            the field.
+    """
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{source}: not an edgeclf checkpoint (use RUN_DIR/best.pt written by `edgeclf train`)",
+                              source=source)
+    _schema.check_header(ckpt, source, FORMAT, SCHEMA_VERSION, CheckpointError, schema_key="format",
+                         fix="re-train with this edgeclf")
+    return _schema.from_dict(CheckpointInfo, ckpt, source=source, error=CheckpointError)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -54,6 +121,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     A crash mid-write leaves the previous ``path`` intact and no half-written file under its name.
     ``format``/``schema_version`` are filled in.
     """
+    import torch
+
     path = Path(path)
     state = {"format": FORMAT, "schema_version": SCHEMA_VERSION, **state}
     tmp = temp_sibling(path)
@@ -68,11 +137,15 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate an edgeclf checkpoint (on CPU).
 
+    Returns:
+        The checkpoint dict (see the module docstring), checked against :class:`CheckpointInfo`.
     Raises:
         CheckpointError: missing file, truncated/corrupt file, a file that is not an edgeclf
-            checkpoint (e.g. a bare state dict), or an unsupported schema version. The message
-            names the file.
+            checkpoint (e.g. a bare state dict), an older or newer schema version, a missing
+            field or one of the wrong type. The one-line message names the file and the field.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -82,13 +155,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: cannot read checkpoint, truncated or not a torch file ({first_line(err)})"
         ) from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an edgeclf checkpoint (use RUN_DIR/best.pt written by `edgeclf train`)")
-    if ckpt.get("schema_version") != SCHEMA_VERSION:
-        raise CheckpointError(f"{path}: checkpoint schema_version {ckpt.get('schema_version')!r} unsupported")
-    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    checkpoint_info(ckpt, str(path))
     return ckpt
 
 
@@ -97,12 +164,14 @@ def preprocess_of(ckpt: dict[str, Any]) -> PreprocessConfig:
     return PreprocessConfig.from_dict(ckpt["preprocess"])
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
+def model_from_checkpoint(ckpt: dict[str, Any]) -> "Classifier":
     """Rebuild the :class:`Classifier` of a loaded checkpoint, weights loaded, in eval mode.
 
     The backbone is built with random initialisation (no download) and then overwritten by
     ``model_state``. Raises :class:`CheckpointError` if the state does not fit the architecture.
     """
+    from .models import Classifier, get_backbone
+
     spec = get_backbone(ckpt["arch"])
     args = ckpt.get("model_args", {})
     model = Classifier(spec.build("none"), spec.feature_dim, int(ckpt["num_classes"]),

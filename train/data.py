@@ -16,7 +16,7 @@
 
 So ``DEST/101_ObjectCategories`` exists only once it is complete; anything interrupted lies in a
 ``.part`` file or a hidden ``.unpacking-*`` folder, which the next run resumes or removes.
-Network and checksum failures raise :class:`runtime.errors.DownloadError` with the URL and the
+Network and checksum failures raise :class:`edgeclf.train.errors.DownloadError` with the URL and the
 manual alternative (download elsewhere, unpack, ``edgeclf split`` on the folder).
 """
 
@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 from urllib.parse import urlparse
 
-from edgeclf.runtime.errors import DownloadError, UsageError
+from edgeclf.runtime.errors import UsageError
+
+from .errors import DownloadError
 
 #: The official archive on CaltechDATA (doi:10.22002/D1.20086), as torchvision's ``Caltech101`` uses.
 CALTECH101_URL = "https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip"

@@ -1,8 +1,10 @@
 """Evaluation of a checkpoint on a split subset: top-1/top-3, per-class P/R/F1, confusion matrix.
 
-:func:`predict_logits` is the one eager-model inference path (decode with
-:func:`runtime.image.load_image`, :func:`runtime.preprocess.preprocess`, fp32 forward); the export
-parity gates and the benchmark reuse it. :func:`compute_metrics` is pure numpy.
+:func:`predict_logits` decodes image files with :func:`runtime.image.load_image` and
+:func:`runtime.preprocess.preprocess` and runs the model through :func:`train.inference.eager_logits`
+(the eager inference path the export gates and the benchmark use too). :func:`compute_metrics` is
+pure numpy, with the runtime's :func:`~edgeclf.runtime.inference.softmax` and
+:func:`~edgeclf.runtime.inference.top_k`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeclf.runtime.files import atomic_write_text
+from edgeclf.runtime.inference import softmax, top_k
 from edgeclf.runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError, DatasetError, UsageError
@@ -45,11 +48,11 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
         DatasetError: a file does not decode (the message names it).
         UsageError: bad ``batch_size`` or ``device``.
     """
-    import torch
     from torch.utils.data import DataLoader
 
     from . import devices
     from .datasets import ImageListDataset, unwrap_worker_error
+    from .inference import eager_logits
 
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise UsageError(f"--batch-size {batch_size}: need an integer >= 1")
@@ -58,30 +61,12 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
     dataset = ImageListDataset([(Path(p), 0) for p in paths], preprocess_cfg)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=n_workers,
                         pin_memory=devices.use_pin_memory(dev.type))
-    model = model.to(dev).eval()
     # Only the input goes channels_last (the convolutions follow it; ~3x faster on CPU); the
     # caller's model keeps its memory format.
-    channels_last = devices.use_channels_last(dev.type)
-    out: list[np.ndarray] = []
     try:
-        with torch.no_grad():
-            for x, _, _ in loader:
-                x = x.to(dev, non_blocking=True)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                out.append(model(x).float().cpu().numpy())
+        return eager_logits(model, loader, dev, channels_last=devices.use_channels_last(dev.type))
     except DatasetError as err:
         raise unwrap_worker_error(err) from err
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32, copy=False)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of float (N, C) logits → float64 probabilities (N, C), rows sum to 1."""
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def compute_metrics(logits: np.ndarray, labels: Sequence[int], class_names: Sequence[str],
@@ -107,7 +92,7 @@ def compute_metrics(logits: np.ndarray, labels: Sequence[int], class_names: Sequ
         raise UsageError(f"logits {logits.shape} / labels {labels.shape} do not match {c} classes")
     paths = list(paths) if paths is not None else [str(i) for i in range(n)]
     k = min(TOP_K_LISTED, c)
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :k] if n else np.zeros((0, k), dtype=np.int64)
+    order = top_k(logits, k) if n else np.zeros((0, k), dtype=np.int64)
     pred = order[:, 0] if n else np.zeros(0, dtype=np.int64)
     probs = softmax(logits) if n else np.zeros((0, c))
     confusion = np.zeros((c, c), dtype=np.int64)

@@ -58,9 +58,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from edgeclf.runtime.errors import DatasetError, InvalidImageError, UsageError
+from edgeclf.runtime.errors import InvalidImageError, UsageError
 from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, is_image_filename, load_image
 from edgeclf.runtime.manifest import SUBSETS, ManifestEntry, SplitManifest
+
+from .errors import DatasetError
 
 #: Default shares of train / val / test.
 DEFAULT_RATIOS = (0.75, 0.125, 0.125)
