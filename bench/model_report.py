@@ -231,9 +231,10 @@ def load_inputs(run_dir, *, artifact_dir=None, bench_paths: Sequence = (), eval_
 
     if artifact_dir is not None:
         from edgeclf.runtime.artifact import PARITY_JSON, load_artifact_json
+        from edgeclf.runtime.schema import to_dict
 
         inp.artifact_dir = Path(artifact_dir)
-        inp.artifact = load_artifact_json(inp.artifact_dir)
+        inp.artifact = to_dict(load_artifact_json(inp.artifact_dir))
         if (inp.artifact_dir / PARITY_JSON).is_file():
             inp.parity = load_parity(inp.artifact_dir / PARITY_JSON)
         else:

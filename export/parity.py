@@ -59,6 +59,8 @@ class GateRow:
     top1_mismatches: int
     passed: bool
     provider: str | None = None
+    #: per test image, the largest |Δ probability| against eager over its classes (and batch sizes)
+    max_abs_prob_diff_per_image: tuple[float, ...] = ()
     # parity gate
     max_abs_prob_diff_tolerance: float | None = None
     errors: tuple[str, ...] = ()

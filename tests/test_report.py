@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgeclf.runtime.artifact import ModelInfo, write_artifact_json
 from edgeclf.runtime.files import file_sha256
+from edgeclf.runtime.preprocess import PreprocessConfig
+from _tiny_artifact import tiny_description
 from train_support import write_split
 
 #: Class names with HTML metacharacters (the page must escape them) and a mathtext pair (drawn literally).
@@ -85,11 +88,10 @@ def inputs(tmp_path, image_tree):
         "schema": "edgeclf.parity", "schema_version": 1, "passed": True, "images": {"count": 8},
         "batch_sizes": [1, 5], "tolerances": {"max_abs_prob_diff": 1e-4, "max_accuracy_drop_points": 1.0},
         "formats": fmt}))
-    (art / "artifact.json").write_text(json.dumps({
-        "schema": "edgeclf.artifact", "schema_version": 1, "arch": "tinynet", "class_names": CLASSES, "opset": 18,
-        "formats": {"onnx": {"file": "model.onnx", "sha256": file_sha256(art / "model.onnx"),
-                             "size_bytes": (art / "model.onnx").stat().st_size, "precision": "fp32"}},
-        "versions": {"torch": "2.x", "onnxruntime": "1.x"}}))
+    desc = tiny_description(art / "model.onnx", ModelInfo(class_names=tuple(CLASSES), preprocess=PreprocessConfig(),
+                                                          arch="tinynet", source_checkpoint_sha256="0" * 64))
+    desc.update(opset=18, versions={"torch": "2.x", "onnxruntime": "1.x"})
+    write_artifact_json(art, desc)
     bench = tmp_path / "bench.json"
     doc = _bench_doc()
     bench.write_text(json.dumps(doc))
