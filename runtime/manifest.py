@@ -18,7 +18,10 @@ Schema (version 1)::
       "excluded_counts": {"hidden": 1, …}
     }
 
-Paths are relative to ``data_root`` with ``/`` separators, sorted within each split.
+Paths are relative to ``data_root`` with ``/`` separators, sorted within each split. A path that
+is not valid UTF-8 on disk is written with JSON ``\\udcXX`` escapes for its undecodable bytes
+(Python's PEP 383 ``surrogateescape``, what ``os.fsdecode`` gives; ``json.loads`` +
+``os.fsencode`` give the original bytes back), so the file stays valid UTF-8 and lossless.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ManifestError, UsageError
-from .files import atomic_write_bytes, file_sha256  # noqa: F401  (file_sha256: re-exported)
+from .files import atomic_write_bytes, file_sha256, json_dumps  # noqa: F401  (file_sha256: re-exported)
 
 SCHEMA = "edgeclf.split"
 SCHEMA_VERSION = 1
@@ -95,8 +98,12 @@ class SplitManifest:
         }
 
     def to_json(self) -> str:
-        """Canonical JSON text (sorted keys, 1-space indent, trailing newline): byte-stable."""
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        """Canonical JSON text (sorted keys, 1-space indent, trailing newline): byte-stable.
+
+        Always valid UTF-8: a file name that is not valid UTF-8 (byte 0xE9) is written as the
+        JSON escape ``\\udce9`` of its PEP 383 surrogate, which reads back to the same ``str``
+        (:func:`runtime.files.json_dumps`)."""
+        return json_dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
 
 
 def write_manifest(manifest: SplitManifest, out: str | os.PathLike) -> str:

@@ -38,6 +38,7 @@ import functools
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import Iterable
 
 #: Reasons an entry is skipped, in report order.
 SKIP_REASONS = ("hidden", "unsupported_extension", "dangling_link", "link_loop", "duplicate_folder",
@@ -138,13 +139,16 @@ def _link_target(path: str) -> str:
         return "?"
 
 
-def walk(top: str | os.PathLike, *, visited: set | None = None, images_only: bool = True) -> WalkResult:
+def walk(top: str | os.PathLike, *, visited: set | None = None, ancestors: Iterable = (),
+         images_only: bool = True) -> WalkResult:
     """Walk ``top`` recursively by the module's rules.
 
     Args:
         top: a folder (a link to a folder is followed).
         visited: ``(st_dev, st_ino)`` of folders already walked by the caller (shared between
             several walks so that a real folder is walked once overall); updated in place.
+        ancestors: ``(st_dev, st_ino)`` of folders enclosing ``top`` (e.g. the data root above a
+            class folder): a link back to one of them is a ``link_loop``.
         images_only: False returns every regular non-hidden file in ``files`` (no extension check).
     Returns:
         :class:`WalkResult`; ``files`` are ``os.path.join(top, ...)`` paths sorted by their
@@ -205,7 +209,7 @@ def walk(top: str | os.PathLike, *, visited: set | None = None, images_only: boo
             else:
                 found.append((sub, e.path))
 
-    visit(top, (), frozenset({(st_top.st_dev, st_top.st_ino)}), False)
+    visit(top, (), frozenset({(st_top.st_dev, st_top.st_ino), *ancestors}), False)
     found.sort(key=lambda f: f[0])
     result.files = [os.path.join(top, *parts) for parts, _ in found]
     result.rels = ["/".join(parts) for parts, _ in found]
