@@ -49,6 +49,16 @@ class ManifestEntry:
     sha256: str
 
 
+class ManifestFile(tuple):
+    """One ``(absolute path, label)`` pair of :meth:`SplitManifest.files` (unpacks as a 2-tuple),
+    carrying the file's recorded ``sha256`` (hex) so readers can verify what they read."""
+
+    def __new__(cls, path: Path, label: int, sha256: str | None = None):
+        obj = super().__new__(cls, (path, label))
+        obj.sha256 = sha256
+        return obj
+
+
 @dataclass
 class SplitManifest:
     """In-memory form of ``split.json``; see the module docstring for the schema.
@@ -76,9 +86,9 @@ class SplitManifest:
             raise UsageError(f"subset={subset!r}: use one of {', '.join(SUBSETS)}")
         return self.splits[subset]
 
-    def files(self, subset: str) -> list[tuple[Path, int]]:
-        """(absolute path, label) pairs of ``subset``, in manifest order."""
-        return [(self.data_root / e.path, e.label) for e in self.entries(subset)]
+    def files(self, subset: str) -> list[ManifestFile]:
+        """(absolute path, label) pairs of ``subset``, in manifest order, each with ``.sha256``."""
+        return [ManifestFile(self.data_root / e.path, e.label, e.sha256) for e in self.entries(subset)]
 
     def to_dict(self) -> dict:
         return {
