@@ -23,6 +23,39 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def changed_message(path, got: str, expected: str) -> str:
+    """The one-line refusal for a file whose sha256 differs from the split manifest's."""
+    return (f"{display_name(path)}: changed since the split was written (sha256 {got[:12]}…, split.json"
+            f" records {expected[:12]}…): a replaced photo would train or score under the wrong label;"
+            " re-run `edgeclf split`, or pass --on-changed exclude to leave changed files out")
+
+
+def read_verified(path: str | os.PathLike, expected: str | None) -> bytes:
+    """The bytes of ``path``, checked against the ``expected`` sha256 (hex; None: not checked).
+
+    The hash is computed on the bytes returned, so callers decode exactly what was verified
+    (one read per file).
+
+    Raises:
+        DatasetError: missing or unreadable file, or different content; the message names it.
+    """
+    from .errors import DatasetError
+
+    try:
+        with open(path, "rb") as fp:
+            data = fp.read()
+    except FileNotFoundError as err:
+        raise DatasetError(f"{display_name(path)}: no such file, but the split manifest lists it; restore it,"
+                           " or re-run `edgeclf split`") from err
+    except OSError as err:
+        raise DatasetError(f"{display_name(path)}: cannot read ({err.strerror or err})") from err
+    if expected is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            raise DatasetError(changed_message(path, got, expected))
+    return data
+
+
 def temp_sibling(path: str | os.PathLike) -> Path:
     """``DIR/.NAME.PID.tmp`` beside ``path``: where an atomic write stages its bytes."""
     path = Path(path)

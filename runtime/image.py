@@ -202,16 +202,36 @@ def check_size(width: int, height: int, name: str, max_pixels: int | None) -> No
         )
 
 
+#: EXIF Orientation value → the ``Image.transpose`` that displays the image upright.
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
 def _exif_transpose(img: Image.Image, name: str) -> Image.Image:
-    """``ImageOps.exif_transpose``, or ``img`` as stored (with a logged warning naming the input)
-    when its EXIF block is malformed (wrong tag types, bad offsets: Pillow raises TypeError,
-    AttributeError, ValueError, struct.error, ... from inside the EXIF parser)."""
+    """``ImageOps.exif_transpose``, robust to malformed EXIF blocks.
+
+    Pillow's transpose re-serialises the whole EXIF block, and a wrong tag type anywhere in it
+    (a GPS latitude stored as text, ...) raises TypeError, AttributeError, ValueError, ... from
+    inside Pillow. Then the Orientation tag alone is read and applied (the rest of the EXIF is
+    dropped); if even that cannot be read, the image is used as stored. Either way a warning
+    naming the input is logged on the ``edgeclf.image`` logger; the image is never refused.
+    """
     try:
         return ImageOps.exif_transpose(img)
     except Exception as err:  # noqa: BLE001 — anything a malformed EXIF block can raise
-        log.warning("%s: EXIF orientation ignored, image used as stored (malformed EXIF: %s: %s)",
-                    name, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-        return img
+        why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    try:
+        orientation = img.getexif().get(0x0112)
+        method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    except Exception:  # noqa: BLE001
+        method = orientation = None
+    if method is not None:
+        log.warning("%s: malformed EXIF (%s); applied its orientation %d and ignored the rest",
+                    name, why, orientation)
+        return img.transpose(method)
+    log.warning("%s: malformed EXIF (%s); image used as stored (not rotated)", name, why)
+    return img
 
 
 def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
@@ -272,8 +292,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         ImageTooLargeError: more than ``max_pixels`` pixels.
         ImageAspectRatioError: longer side / shorter side above :data:`MAX_ASPECT_RATIO`.
 
-    A malformed EXIF block never fails the image: it is used as stored (not rotated) and a
-    warning naming the input is logged on the ``edgeclf.image`` logger. Any other exception a
+    A malformed EXIF block never fails the image: its Orientation tag is applied if it can be
+    read (else the image is used as stored) and a warning naming the input is logged on the
+    ``edgeclf.image`` logger. Any other exception a
     crafted file makes Pillow raise becomes an :class:`InvalidImageError` naming the input.
     """
     name = name or _describe(source)

@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from edgeclf.runtime.errors import InvalidImageError, UsageError
+from edgeclf.runtime.files import read_verified  # noqa: F401  (re-exported)
 from edgeclf.runtime.image import load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
 
@@ -85,33 +86,6 @@ def train_transform(cfg: PreprocessConfig, rotation_deg: float = 15.0,
         T.ToTensor(),
         T.Normalize(cfg.mean, cfg.std),
     ])
-
-
-def changed_message(path, got: str, expected: str) -> str:
-    """The one-line refusal for a file whose sha256 differs from the split manifest's."""
-    return (f"{path}: changed since the split was written (sha256 {got[:12]}…, split.json records"
-            f" {expected[:12]}…): a replaced photo would train or score under the wrong label; re-run"
-            " `edgeclf split`, or pass --on-changed exclude to leave changed files out")
-
-
-def read_verified(path: Path, expected: str | None) -> bytes:
-    """The bytes of ``path``, checked against the ``expected`` sha256 (hex; None: not checked).
-
-    Raises:
-        DatasetError: missing or unreadable file, or different content; the message names it.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as err:
-        raise DatasetError(f"{path}: no such file, but the split manifest lists it; restore it, or re-run"
-                           " `edgeclf split`") from err
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from err
-    if expected is not None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != expected:
-            raise DatasetError(changed_message(path, got, expected))
-    return data
 
 
 def drop_changed(items: Sequence, on_changed: str = "error") -> tuple[list, list[dict]]:
