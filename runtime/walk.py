@@ -192,7 +192,8 @@ def walk(top: str | os.PathLike, *, visited: set | None = None, ancestors: Itera
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
-                    skip(sub, "link_loop", f"-> {_link_target(e.path)}")
+                    skip(sub, "link_loop", f"-> {_link_target(e.path)}" if is_link
+                         else "the folder that contains it, reached again through a link above")
                     continue
                 if key in visited:
                     skip(sub, "duplicate_folder", f"-> {_link_target(e.path)}" if is_link else "")

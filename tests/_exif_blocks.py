@@ -26,8 +26,13 @@ def exif_with_gps(gps_entries):
     gps = ifd(gps_entries, base=gps_off)
     return b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd0 + gps
 
-def jpeg(exif):
-    b = io.BytesIO(); Image.new("RGB", (32, 16), (200, 10, 10)).save(b, "JPEG", exif=exif); return b.getvalue()
+def jpeg(exif: bytes | None) -> bytes:
+    """A 32 x 16 JPEG (left half red, right half blue) with the given raw EXIF block (or none)."""
+    img = Image.new("RGB", (32, 16), (200, 10, 10))
+    img.paste((10, 10, 200), (16, 0, 32, 16))
+    b = io.BytesIO()
+    img.save(b, "JPEG", **({"exif": exif} if exif else {}))
+    return b.getvalue()
 
 #: GPS IFD entries (tag, TIFF type, count, value bytes) of the wrong type for their tag.
 WRONG_GPS = {
