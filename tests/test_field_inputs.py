@@ -264,3 +264,61 @@ def test_walk_sorts_and_reports_every_skip(tmp_path):
         (".hidden/y.jpg", "hidden"), ("b/._junk.jpg", "hidden"), ("b/notes.txt", "unsupported_extension"),
         ("b/pipe.jpg", "not_a_file")]
     assert found.counts() == {"hidden": 2, "unsupported_extension": 1, "not_a_file": 1}
+
+
+# --- 6. files changed after the split ------------------------------------------------------------
+
+FAST = dict(arch="tiny_cnn", batch_size=4, device="cpu", progress=False, workers=0, epochs=1)
+
+
+@pytest.fixture
+def changed_split(tmp_path, image_tree):
+    """A 3-class split whose first cat train image was then replaced by a dog photo."""
+    import hashlib
+
+    from train_support import write_split
+
+    root = image_tree({"cat": 6, "dog": 6, "owl": 6}, size=(48, 40))
+    split = write_split(root, tmp_path / "split.json", n_val=1, n_test=1)
+    m = load_manifest(split)
+    target = m.data_root / "cat/img_000.jpg"
+    recorded = next(e.sha256 for e in m.splits["train"] if e.path == "cat/img_000.jpg")
+    target.write_bytes((root / "dog/img_000.jpg").read_bytes())
+    got = hashlib.sha256(target.read_bytes()).hexdigest()
+    message = (f"{target}: changed since the split was written (sha256 {got[:12]}…, split.json records"
+               f" {recorded[:12]}…): a replaced photo would train or score under the wrong label; re-run"
+               " `edgeclf split`, or pass --on-changed exclude to leave changed files out")
+    return split, target, message, {"path": str(target), "reason": "changed",
+                                    "detail": f"sha256 {got[:12]}…, split.json records {recorded[:12]}…"}
+
+
+def test_train_refuses_a_file_changed_after_the_split(changed_split, tmp_path):
+    from edgeclf.runtime.errors import DatasetError
+    from edgeclf.train.loop import train_model
+
+    split, _, message, _ = changed_split
+    for cache in (True, False):
+        with pytest.raises(DatasetError) as info:
+            train_model(split, tmp_path / f"run{cache}", feature_cache=cache, **FAST)
+        assert str(info.value) == message
+
+
+def test_train_and_evaluate_exclude_changed_files_when_asked(changed_split, tmp_path, run_cli):
+    from edgeclf.runtime.errors import DatasetError
+    from edgeclf.train.evaluate import evaluate_checkpoint
+    from edgeclf.train.loop import train_model
+
+    split, target, message, excluded = changed_split
+    result = train_model(split, tmp_path / "run", on_changed="exclude", **FAST)
+    assert result.excluded == [excluded] and result.best_checkpoint.is_file()
+
+    # evaluate on train: refused by default, the changed file left out and listed on request
+    with pytest.raises(DatasetError) as info:
+        evaluate_checkpoint(result.best_checkpoint, split, subset="train", device="cpu", workers=0)
+    assert str(info.value) == message
+    report = evaluate_checkpoint(result.best_checkpoint, split, subset="train", device="cpu", workers=0,
+                                 on_changed="exclude")
+    assert report["num_images"] == 11 and report["excluded"] == [{**excluded, "path": "cat/img_000.jpg"}]
+
+    r = run_cli("evaluate", result.best_checkpoint, "--split", split, "--subset", "train", "--device", "cpu")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(message) and "Traceback" not in r.stderr
