@@ -240,6 +240,8 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns (and only errors at 2x) above MAX_IMAGE_PIXELS; we enforce our own limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # EXIF parsing notes ("Tag data larger than file. Skipping tag 306"): not actionable.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
             img = Image.open(fp)  # lazy: reads the header only
             check_size(*img.size, name, max_pixels)
             if img.format == "PNG":
