@@ -322,3 +322,60 @@ def test_train_and_evaluate_exclude_changed_files_when_asked(changed_split, tmp_
 
     r = run_cli("evaluate", result.best_checkpoint, "--split", split, "--subset", "train", "--device", "cpu")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(message) and "Traceback" not in r.stderr
+
+
+# --- everything at once: one folder as users have them -------------------------------------------
+
+def _mixed_tree(root: Path, tmp_path: Path) -> None:
+    for cls, first in (("cat", 0), ("dog", 1)):
+        for i in range(3):
+            make_image(root / cls / f"img_{i}.jpg", 10 * first + i)
+    (root / "cat" / "strip.png").write_bytes(strip_png())
+    (root / "cat" / CAFE).write_bytes(GOOD[0].read_bytes())
+    (root / "cat" / "gps.jpg").write_bytes(jpeg(exif_with_gps(WRONG_GPS["ref_rational"])))
+    Image.open(GOOD[1]).save(root / "dog" / "a.jfif", "JPEG")
+    Image.open(GOOD[2]).save(root / "dog" / "b.jpe", "JPEG")
+    (root / "dog" / "notes.txt").write_text("x")
+    (root / "dog" / ".DS_Store").write_bytes(b"x")
+    os.mkfifo(root / "dog" / "pipe.jpg")
+    os.symlink("..", root / "cat" / "loop")
+    os.symlink("never_fetched.jpg", root / "cat" / "annexed.jpg")
+    make_image(tmp_path / "extra" / "e0.jpg", 99)
+    os.symlink(tmp_path / "extra", root / "dog" / "linked")
+
+
+@pytest.mark.slow
+def test_split_and_predict_on_a_folder_mixing_every_case(run_cli, tiny_artifact, tmp_path):  # noqa: F811
+    root = tmp_path / "data"
+    _mixed_tree(root, tmp_path)
+    out = tmp_path / "split.json"
+    r = run_cli("split", root, "--out", out, env=cli_env(**ASCII_C), timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (f"{root / 'cat' / 'gps.jpg'}: malformed EXIF (AttributeError: 'IFDRational' object has no"
+                        " attribute 'encode'); applied its orientation 6 and ignored the rest\n")
+    m = load_manifest(out)
+    assert used_paths(m) == {"cat/img_0.jpg", "cat/img_1.jpg", "cat/img_2.jpg", f"cat/{CAFE}", "cat/gps.jpg",
+                             "dog/img_0.jpg", "dog/img_1.jpg", "dog/img_2.jpg", "dog/a.jfif", "dog/b.jpe",
+                             "dog/linked/e0.jpg"}
+    assert {e["path"]: e["reason"] for e in m.excluded} == {
+        "cat/annexed.jpg": "dangling_link", "cat/loop": "link_loop", "cat/strip.png": "extreme_aspect_ratio",
+        "dog/.DS_Store": "hidden", "dog/notes.txt": "unsupported_extension", "dog/pipe.jpg": "not_a_file"}
+    for line in ("dangling_link: 1: cat/annexed.jpg (-> never_fetched.jpg)", "link_loop: 1: cat/loop (-> ..)",
+                 f"extreme_aspect_ratio: 1: cat/strip.png ({STRIP_REASON})", "hidden: 1: dog/.DS_Store",
+                 "unsupported_extension: 1: dog/notes.txt", "not_a_file: 1: dog/pipe.jpg",
+                 "3 image file(s) could not be used (extreme_aspect_ratio, dangling_link, link_loop)"):
+        assert line in r.stdout, (line, r.stdout)
+
+    r = run_cli("predict", tiny_artifact.dir, root, "--json", "--device", "cpu", env=cli_env(**ASCII_C), timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    rows = [json.loads(line) for line in r.stdout.encode("utf-8", "surrogateescape").decode("utf-8").splitlines()]
+    predicted = {os.path.relpath(x["input"], root) for x in rows if "predictions" in x}
+    failed = {os.path.relpath(x["input"], root): x["error_type"] for x in rows if "error" in x}
+    assert predicted == used_paths(m)
+    assert failed == {"cat/annexed.jpg": "InvalidImageError", "cat/loop": "InvalidImageError",
+                      "cat/strip.png": "ImageAspectRatioError"}
+    err = r.stderr.strip().splitlines()
+    assert err[-1] == "edgeclf predict: 11 predicted, 3 failed, 3 skipped"
+    assert any(line.startswith("edgeclf predict: skipped 1 file(s), hidden") for line in err)
+    assert any(line.startswith("edgeclf predict: skipped 1 file(s), not_a_file") for line in err)
+    assert any("gps.jpg: malformed EXIF" in line for line in err)

@@ -74,7 +74,7 @@ def run(args) -> int:
     failed = sum(manifest.excluded_counts.get(r, 0) for r in FAILED_REASONS)
     if failed:
         console.print(f"{failed} image file(s) could not be used ({', '.join(r for r in FAILED_REASONS if manifest.excluded_counts.get(r))});"
-                      " they are listed above and in the manifest's \"excluded\" (exit 1)", markup=False)
+                      " they are listed above and in the manifest's \"excluded\" (exit 1)", markup=False, soft_wrap=True)
     return 1 if failed else 0
 
 
@@ -115,4 +115,4 @@ def print_summary(console, manifest, folders: list[str]) -> None:
         names = [display_name(e["path"] + (f" ({e['detail']})" if e.get("detail") and reason in FAILED_REASONS else ""))
                  for e in manifest.excluded if e["reason"] == reason]
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (f", … {n - MAX_NAMES_SHOWN} more" if n > MAX_NAMES_SHOWN else "")
-        console.print(f"  {reason}: {n}: {shown}", markup=False)
+        console.print(f"  {reason}: {n}: {shown}", markup=False, soft_wrap=True)  # one line per reason, never wrapped
