@@ -276,7 +276,8 @@ def test_input_tree_is_never_written(image_tree, tmp_path, monkeypatch, run_cli)
     monkeypatch.undo()
     assert opened and set(opened) == {"rb"}
     r = run_cli("split", root, "--out", tmp_path / "s.json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # manifest written; empty and undecodable images could not be used
+    assert "3 image file(s) could not be used (empty, undecodable)" in r.stdout
     assert snapshot(root) == before  # same files, sizes, mtimes and bytes; nothing added
 
 
