@@ -28,6 +28,7 @@ from edgeclf.runtime.artifact import (
     ModelInfo,
 )
 from edgeclf.runtime.errors import UsageError
+from edgeclf.runtime.files import json_dumps
 
 from . import images as images_mod
 from . import onnx as onnx_mod
@@ -275,8 +276,7 @@ def export_checkpoint(
             "versions": _versions(),
             "export_seconds": round(time.perf_counter() - t0, 1),
         }
-        (tmp / ARTIFACT_JSON).write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
-                                         encoding="utf-8")
+        (tmp / ARTIFACT_JSON).write_text(json_dumps(description, indent=2) + "\n", encoding="utf-8")
         staging.publish(tmp, out_dir, force)
     return description
 

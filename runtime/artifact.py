@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import ArtifactError, UsageError
+from .files import json_dumps
 from .preprocess import PreprocessConfig
 
 SCHEMA = "edgeclf.artifact"
@@ -91,7 +92,7 @@ class ModelInfo:
         p = self.preprocess
         return {
             "edgeclf_schema_version": str(SCHEMA_VERSION),
-            "class_names": json.dumps(list(self.class_names), ensure_ascii=False),
+            "class_names": json_dumps(list(self.class_names)),  # UTF-8-safe for non-UTF-8 folder names
             "mean": json.dumps(list(p.mean)),
             "std": json.dumps(list(p.std)),
             "resize_size": str(p.resize_size),
