@@ -379,3 +379,31 @@ def test_split_and_predict_on_a_folder_mixing_every_case(run_cli, tiny_artifact,
     assert any(line.startswith("edgeclf predict: skipped 1 file(s), hidden") for line in err)
     assert any(line.startswith("edgeclf predict: skipped 1 file(s), not_a_file") for line in err)
     assert any("gps.jpg: malformed EXIF" in line for line in err)
+
+
+def test_unreadable_files_and_folders_are_reported_not_fatal(image_tree, monkeypatch):
+    """(Simulated: the tests run as root, which reads everything.)"""
+    import builtins
+
+    root = image_tree({"cat": 4, "dog": 4})
+    (root / "dog" / "private").mkdir()
+    make_image(root / "dog" / "private" / "x.jpg", 50)
+    locked_file, locked_dir = str(root / "cat" / "img_001.jpg"), str(root / "dog" / "private")
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def fake_open(file, *args, **kwargs):
+        if str(file) == locked_file:
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kwargs)
+
+    def fake_scandir(path="."):
+        if str(path) == locked_dir:
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "scandir", fake_scandir)
+    m = split_dataset(root, workers=1)
+    assert m.excluded == [{"path": "cat/img_001.jpg", "reason": "unreadable", "detail": "Permission denied"},
+                          {"path": "dog/private", "reason": "unreadable", "detail": "Permission denied"}]
+    assert len(used_paths(m)) == 7
