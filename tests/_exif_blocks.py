@@ -2,7 +2,7 @@
 (Pillow's ImageOps.exif_transpose raises TypeError/AttributeError on them)."""
 
 import io, struct
-from PIL import Image, ImageOps
+from PIL import Image
 
 def ifd(entries, next_off=0, base=8):
     """entries: (tag, type, count, value_bytes<=4 or extra)."""

@@ -9,12 +9,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _tiny_artifact import CLASS_NAMES, build_model, export_onnx_bytes, write_onnx
+from _tiny_artifact import CLASS_NAMES, build_model, write_onnx
 from conftest import REPO_ROOT, SAMPLE_DATA
 from edgeclf.runtime.artifact import ModelInfo
 from edgeclf.runtime.errors import ArtifactError

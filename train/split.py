@@ -71,7 +71,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from edgeclf.runtime.errors import DatasetError, ImageAspectRatioError, InvalidImageError, UsageError
 from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, check_size, load_image
