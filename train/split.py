@@ -73,7 +73,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from edgeclf.runtime.errors import DatasetError, ImageAspectRatioError, InvalidImageError, UsageError
+from edgeclf.runtime.errors import (DatasetError, ImageAspectRatioError, ImageTooLargeError, InvalidImageError,
+                                    UsageError)
 from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, check_size, load_image
 from edgeclf.runtime.walk import walk
 from edgeclf.runtime.manifest import SUBSETS, ManifestEntry, SplitManifest
@@ -214,8 +215,10 @@ def _check_decodes(data: bytes, name: str) -> tuple[str, str] | None:
         return "too_large", str(err)
     except UnidentifiedImageError:
         return "undecodable", "not a recognised image format"
+    except ImageTooLargeError as err:
+        return "too_large", err.reason
     except InvalidImageError as err:
-        return ("too_large" if "exceeds the limit" in err.reason else "undecodable"), err.reason
+        return "undecodable", err.reason
     except MemoryError:
         return "too_large", "ran out of memory while decoding it"
     except Exception as err:  # noqa: BLE001 — whatever a crafted file makes a Pillow plugin raise
