@@ -330,6 +330,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         try:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError) as err:
+            if path.is_symlink():
+                raise ImageNotFoundError(name, f"dangling_link: {REASON_TEXT['dangling_link']}"
+                                               f" (-> {os.readlink(path)})") from err
             hint = " (only http:// and https:// URLs are fetched)" if "://" in str(source) else ""
             raise ImageNotFoundError(name, f"no such file{hint}") from err
         except (OSError, ValueError) as err:  # name too long, NUL byte, permission on a parent

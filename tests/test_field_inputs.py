@@ -407,3 +407,13 @@ def test_unreadable_files_and_folders_are_reported_not_fatal(image_tree, monkeyp
     assert m.excluded == [{"path": "cat/img_001.jpg", "reason": "unreadable", "detail": "Permission denied"},
                           {"path": "dog/private", "reason": "unreadable", "detail": "Permission denied"}]
     assert len(used_paths(m)) == 7
+
+
+def test_a_dangling_link_given_by_path_says_so(tmp_path):
+    from edgeclf.runtime.errors import ImageNotFoundError
+
+    os.symlink("never_fetched.jpg", tmp_path / "annexed.jpg")
+    with pytest.raises(ImageNotFoundError) as info:
+        load_image(tmp_path / "annexed.jpg")
+    assert str(info.value) == (f"{tmp_path / 'annexed.jpg'}: dangling_link: symbolic link whose target does not"
+                               " exist (-> never_fetched.jpg)")
