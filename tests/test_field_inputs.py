@@ -344,7 +344,6 @@ def _mixed_tree(root: Path, tmp_path: Path) -> None:
     os.symlink(tmp_path / "extra", root / "dog" / "linked")
 
 
-@pytest.mark.slow
 def test_split_and_predict_on_a_folder_mixing_every_case(run_cli, tiny_artifact, tmp_path):  # noqa: F811
     root = tmp_path / "data"
     _mixed_tree(root, tmp_path)
