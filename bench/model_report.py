@@ -360,7 +360,7 @@ def _model_card(inp: ReportInputs) -> str:
                           ("images (train / val / test)", f"{totals['train']} / {totals['val']} / {totals['test']}"),
                           ("split sha256", man.sha256)]))
         if man.counts:
-            parts.append(f"<details><summary>images per class and split</summary>" + _table(
+            parts.append("<details><summary>images per class and split</summary>" + _table(
                 ("class", "train", "val", "test"),
                 [(c, man.counts.get(c, {}).get("train"), man.counts.get(c, {}).get("val"),
                   man.counts.get(c, {}).get("test")) for c in man.classes]) + "</details>")

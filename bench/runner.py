@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeclf.runtime.artifact import ArtifactDescription, load_artifact_json
 from edgeclf.runtime.errors import UsageError
-from edgeclf.runtime.image import is_image_filename, load_image
+from edgeclf.runtime.image import load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
 
 from .backends import BACKENDS, CPU_BACKENDS
@@ -247,5 +247,7 @@ def _sample_images(n: int) -> list[Path]:
     """Up to ``n`` images from the sample shipped with edgeclf (for preprocessing/e2e timing)."""
     from . import SAMPLE_DATA
 
-    paths = sorted(p for p in SAMPLE_DATA.rglob("*") if p.is_file() and is_image_filename(p.name))
+    from edgeclf.runtime.walk import walk
+
+    paths = [Path(p) for p in walk(SAMPLE_DATA).files] if SAMPLE_DATA.is_dir() else []
     return paths[:: max(1, len(paths) // n)][:n]

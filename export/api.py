@@ -27,6 +27,7 @@ from edgeclf.runtime.artifact import (
     write_artifact_json,
 )
 from edgeclf.runtime.errors import UsageError
+from edgeclf.runtime.files import json_dumps
 
 from . import images as images_mod
 from . import onnx as onnx_mod

@@ -103,7 +103,9 @@ def load_subset(manifest: SplitManifest, subset: str, cfg: PreprocessConfig, max
     Raises:
         ManifestError: the subset is empty.
         InvalidImageError: an image cannot be decoded (names the file).
+        DatasetError: an image is missing or changed since the split (names the file).
     """
+    from edgeclf.train.datasets import read_verified
     from edgeclf.runtime.image import load_image
     from edgeclf.runtime.preprocess import preprocess
 
@@ -112,6 +114,8 @@ def load_subset(manifest: SplitManifest, subset: str, cfg: PreprocessConfig, max
         raise ManifestError(f"{source}: its {subset!r} subset is empty; use a split with {subset} images")
     if max_images is not None:
         entries = [entries[i] for i in evenly_spaced(len(entries), max_images)]
-    inputs = np.stack([preprocess(load_image(manifest.data_root / e.path), cfg) for e in entries])
+    # Each file is verified against its recorded sha256 on the bytes that are decoded.
+    inputs = np.stack([preprocess(load_image(read_verified(manifest.data_root / e.path, e.sha256),
+                                             name=str(manifest.data_root / e.path)), cfg) for e in entries])
     return ImageSet(paths=[e.path for e in entries], labels=np.array([e.label for e in entries], dtype=np.int64),
                     inputs=inputs)

@@ -133,10 +133,32 @@ def validate(proto, opset: int, num_classes: int, crop_size: int, where: str) ->
         raise ExportError(f"{where}: exported graph breaks the artifact contract: {'; '.join(problems)}")
 
 
-def save(proto, path: str | os.PathLike) -> Path:
-    """Write ``proto`` as one self-contained ``.onnx`` file (weights inside, no external data)."""
+def min_ir_version(proto) -> int:
+    """The lowest ONNX IR version that the model's opset imports need
+    (``onnx.helper.find_min_ir_version_for``; opset 18 → IR 8, 21 → IR 10)."""
     import onnx
 
+    return max(8, onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
+
+
+def save(proto, path: str | os.PathLike) -> Path:
+    """Write ``proto`` as one self-contained ``.onnx`` file (weights inside, no external data).
+
+    The file is stamped with :func:`min_ir_version` rather than the IR version of the onnx
+    package that built it (IR 10 from onnx >= 1.16), so the oldest onnxruntime the package
+    declares (1.17, which reads IR <= 9) loads it; ``onnx.checker`` re-checks the stamped model.
+
+    Raises:
+        ExportError: the model does not pass ``onnx.checker`` at the lower IR version.
+    """
+    import onnx
+
+    proto.ir_version = min_ir_version(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"{path}: invalid at ONNX IR version {proto.ir_version}"
+                          f" ({str(err).splitlines()[0]})") from err
     onnx.save_model(proto, str(path), save_as_external_data=False)
     return Path(path)
 

@@ -79,7 +79,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration_in
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .onnx import set_metadata
+    from .onnx import save, set_metadata
 
     pre = Path(scratch) / "int8-preprocessed.onnx"
     try:
@@ -99,7 +99,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration_in
         pre.unlink(missing_ok=True)
     proto = onnx.load(str(dst))
     set_metadata(proto, metadata)
-    onnx.save_model(proto, str(dst), save_as_external_data=False)
+    save(proto, dst)  # stamped with the lowest IR version its opsets need
     settings = {
         "method": "onnxruntime.quantization.quantize_static",
         "quant_format": "QDQ", "activation_type": "int8", "weight_type": "int8", "per_channel": True,

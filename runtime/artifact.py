@@ -31,7 +31,7 @@ from typing import Any, Literal
 from . import schema as _schema
 from ._version import __version__
 from .errors import ArtifactError, UsageError
-from .files import atomic_write_text
+from .files import atomic_write_text, json_dumps
 from .preprocess import PreprocessConfig
 
 SCHEMA = "edgeclf.artifact"
@@ -99,7 +99,7 @@ class ModelInfo:
         p = self.preprocess
         return {
             "edgeclf_schema_version": str(SCHEMA_VERSION),
-            "class_names": json.dumps(list(self.class_names), ensure_ascii=False),
+            "class_names": json_dumps(list(self.class_names)),  # UTF-8-safe for non-UTF-8 folder names
             "mean": json.dumps(list(p.mean)),
             "std": json.dumps(list(p.std)),
             "resize_size": str(p.resize_size),
@@ -312,7 +312,7 @@ def write_artifact_json(artifact_dir: str | os.PathLike, description: dict) -> A
     """
     checked = parse_artifact_description(description, f"{ARTIFACT_JSON} (being written)", strict=True)
     atomic_write_text(Path(artifact_dir) / ARTIFACT_JSON,
-                      json.dumps(description, indent=2, ensure_ascii=False) + "\n")
+                      json_dumps(description, indent=2) + "\n")
     return checked
 
 

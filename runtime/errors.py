@@ -12,6 +12,7 @@ Hierarchy (``edgeclf.runtime.errors`` unless named otherwise)::
     ├── InvalidImageError     a file/bytes/URL that does not decode to an image
     │   ├── ImageNotFoundError    a path that does not exist (also a FileNotFoundError)
     │   ├── ImageTooLargeError    more pixels than the configured limit (decompression bomb)
+    │   │   └── ImageAspectRatioError  too elongated to resize within bounded memory
     │   └── ImageFetchError       an http(s) URL that cannot be fetched or is not an image
     ├── FormatError           an edgeclf JSON file (artifact.json, bench.json, ...) that is
     │   │                     missing, malformed, of another schema version, or lacks a field
@@ -63,6 +64,11 @@ class ImageNotFoundError(InvalidImageError, FileNotFoundError):
 
 class ImageTooLargeError(InvalidImageError):
     """An image has more pixels than the configured limit (protection against decompression bombs)."""
+
+
+class ImageAspectRatioError(ImageTooLargeError):
+    """An image is more elongated than ``runtime.image.MAX_ASPECT_RATIO`` (e.g. a 1 x 20,000 strip):
+    resizing its shorter side to the model's size would need an intermediate of millions of pixels."""
 
 
 class ImageFetchError(InvalidImageError):

@@ -8,7 +8,9 @@ file, and a crash leaves at most a hidden ``.NAME.PID.tmp`` that is removed on t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from pathlib import Path
 
 
@@ -47,3 +49,51 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8 (newlines written as given)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --- File names that are not valid UTF-8 -------------------------------------------------------
+# Python represents such a name losslessly as a ``str`` holding lone surrogates U+DC80..U+DCFF
+# (PEP 383 ``surrogateescape``, what ``os.fsdecode``/``os.listdir`` give): byte 0xE9 of
+# ``caf\xe9.jpg`` is the character U+DCE9. Such a string cannot be encoded as UTF-8, so every
+# writer goes through the two helpers below.
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def json_dumps(obj, **kwargs) -> str:
+    """``json.dumps(obj, ensure_ascii=False, **kwargs)`` that is always encodable as UTF-8.
+
+    Lone surrogates (non-UTF-8 file-name bytes, see above) are written as JSON ``\\uXXXX``
+    escapes (byte 0xE9 → ``\\udce9``), every other character as itself. Python's ``json.loads``
+    reads the escape back to the same ``str``, and ``os.fsencode`` of it gives the original
+    bytes, so a manifest or JSON line names exactly the file on disk.
+    """
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def display_name(name: str | os.PathLike) -> str:
+    """A file name for humans (tables, messages): non-UTF-8 bytes shown as ``\\xe9``, the rest as is."""
+    text = os.fspath(name)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    return _SURROGATES.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if 0xDC80 <= ord(m.group()) <= 0xDCFF
+                           else f"\\u{ord(m.group()):04x}", text)
+
+
+def utf8_stdio() -> None:
+    """Make ``sys.stdout``/``sys.stderr`` write UTF-8 whatever ``PYTHONIOENCODING`` or the locale
+    says (``LC_ALL=C`` → ASCII otherwise), with ``backslashreplace`` for anything unencodable, so
+    no file name can raise ``UnicodeEncodeError`` in a report. Streams that are not text wrappers
+    (pytest's capture, a StringIO) are left alone."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            stream.flush()
+            reconfigure(encoding="utf-8", errors="backslashreplace")
+        except (ValueError, OSError, TypeError):  # detached or closed stream
+            pass

@@ -20,7 +20,8 @@ F                      clipped to [0, 255], rounded, then grey→RGB
 White is the background because photos with transparency are mostly product cut-outs shown on
 white pages; black would invent dark edges the classifier never saw in training.
 
-Checks before and while decoding: the pixel count (width x height from the header, before any
+Checks before and while decoding: the aspect ratio (longer / shorter side, at most
+:data:`MAX_ASPECT_RATIO`, so that resizing the shorter side stays bounded in memory); the pixel count (width x height from the header, before any
 pixel is decoded) against ``max_pixels`` — Pillow's own guard additionally refuses more than
 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` inside ``Image.open``; every PNG chunk's CRC (Pillow's decoder
 skips those of IDAT); truncation (Pillow raises unless an application set the process-wide
@@ -34,6 +35,7 @@ Thread safety: decoding paths, bytes and arrays is safe from several threads; a 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import struct
 import warnings
@@ -43,47 +45,72 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from .errors import ImageAspectRatioError, ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from .walk import REASON_TEXT, has_image_extension, image_extensions, is_image_filename, walk  # noqa: F401
 
 #: Default maximum number of pixels (width x height) accepted before decoding: 89.5 Mpx,
 #: Pillow's own ``Image.MAX_IMAGE_PIXELS`` default. A 30,000 x 30,000 PNG (900 Mpx) is refused.
 DEFAULT_MAX_PIXELS = 89_478_485
 
-#: File suffixes treated as images when walking folders (lower-case, with the dot).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: Most extreme aspect ratio accepted (longer side / shorter side). Preprocessing resizes the
+#: *shorter* side to ``resize_size`` (e.g. 256), so the intermediate image grows with the ratio:
+#: 256 x 12,800 px (9.4 MiB RGB) at 50:1, but 256 x 5,120,000 (3.7 GiB) for a 1 x 20,000 strip.
+#: Wide panoramas (up to ~12:1) pass; strips, progress bars and 1-pixel lines do not.
+MAX_ASPECT_RATIO = 50
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
 
-
-def is_image_filename(name: str) -> bool:
-    """True if ``name`` has an image suffix and is not a hidden/AppleDouble file (``.x``, ``._x``)."""
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+log = logging.getLogger("edgeclf.image")
 
 
-def expand_inputs(items) -> list[tuple[str, object]]:
+def __getattr__(name):  # IMAGE_SUFFIXES is derived from Pillow on first use (keeps imports cheap)
+    if name == "IMAGE_SUFFIXES":
+        return image_extensions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def expand_inputs(items, skipped: list | None = None) -> list[tuple[str, object]]:
     """Turn command-line inputs into ``(name, source)`` pairs, walking folders for images.
+
+    Folders are walked by :func:`edgeclf.runtime.walk.walk` (links followed, each real folder
+    once, Pillow's extensions); every real folder is walked once across all ``items``.
 
     Args:
         items: paths, folder paths and http(s) URLs (strings).
+        skipped: if a list, receives a :class:`~edgeclf.runtime.walk.Skipped` for every entry
+            of a folder that is not an image and is not an error either (hidden names, other
+            extensions, FIFOs, links to folders already walked), for the caller's report.
     Returns:
         In the given order: a URL or file path → ``(item, item)``; a folder → one pair per image
-        file under it (recursive, :func:`is_image_filename`, hidden folders skipped, sorted by
-        relative path); a folder with no image → ``(folder, InvalidImageError)`` so the caller
-        reports it like any failed input. Paths that do not exist are passed on, and fail when
-        loaded (:class:`ImageNotFoundError`).
+        file under it (sorted by relative path), then one ``(path, InvalidImageError)`` per entry
+        that should have been readable and is not (dangling link, link loop, unreadable entry);
+        a folder with no image → ``(folder, InvalidImageError)``. Paths that do not exist are
+        passed on, and fail when loaded (:class:`ImageNotFoundError`).
     """
     out: list[tuple[str, object]] = []
+    visited: set = set()
     for item in map(str, items):
-        if not item.lower().startswith(("http://", "https://")) and os.path.isdir(item):
-            found = []
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(root, f) for f in sorted(files) if is_image_filename(f)]
-            if not found:
-                out.append((item, InvalidImageError(item, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")))
-            out += [(f, f) for f in sorted(found, key=lambda f: os.path.relpath(f, item).split(os.sep))]
-        else:
+        if item.lower().startswith(("http://", "https://")) or not os.path.isdir(item):
             out.append((item, item))
+            continue
+        try:
+            found = walk(item, visited=visited)
+        except OSError as err:
+            out.append((item, InvalidImageError(item, f"cannot list folder ({err.strerror or err})")))
+            continue
+        out += [(f, f) for f in found.files]
+        for s in found.skipped:
+            if s.reason in ("dangling_link", "link_loop", "unreadable"):
+                out.append((s.path, InvalidImageError(s.path, f"{s.reason}: {REASON_TEXT[s.reason]}"
+                                                      + (f" ({s.detail})" if s.detail else ""))))
+            elif skipped is not None:
+                skipped.append(s)
+        if not found.files and not any(s.reason in ("dangling_link", "link_loop", "unreadable")
+                                        for s in found.skipped):
+            counts = ", ".join(f"{r} {n}" for r, n in found.counts().items())
+            out.append((item, InvalidImageError(item, "folder holds no image files"
+                                                + (f" (skipped: {counts})" if counts else "")
+                                                + "; formats: see edgeclf.runtime.walk.image_extensions()")))
     return out
 
 
@@ -150,22 +177,73 @@ def _unidentified_reason(fp) -> str:
     return "not a recognised image format"
 
 
+def check_size(width: int, height: int, name: str, max_pixels: int | None) -> None:
+    """Refuse an image by its header size, before any pixel is decoded.
+
+    Raises:
+        InvalidImageError: zero width or height.
+        ImageTooLargeError: more than ``max_pixels`` pixels (None: no limit).
+        ImageAspectRatioError: longer side / shorter side above :data:`MAX_ASPECT_RATIO`.
+    """
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(name, f"has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            name,
+            f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}"
+            " (raise max_pixels if this image is trusted)",
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageAspectRatioError(
+            name, f"{width}x{height} has an aspect ratio of {ratio:,.0f}:1, above the limit of"
+                  f" {MAX_ASPECT_RATIO}:1 (resizing its short side would need a huge intermediate image);"
+                  " crop it to the object first"
+        )
+
+
+#: EXIF Orientation value → the ``Image.transpose`` that displays the image upright.
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
+def _exif_transpose(img: Image.Image, name: str) -> Image.Image:
+    """``ImageOps.exif_transpose``, robust to malformed EXIF blocks.
+
+    Pillow's transpose re-serialises the whole EXIF block, and a wrong tag type anywhere in it
+    (a GPS latitude stored as text, ...) raises TypeError, AttributeError, ValueError, ... from
+    inside Pillow. Then the Orientation tag alone is read and applied (the rest of the EXIF is
+    dropped); if even that cannot be read, the image is used as stored. Either way a warning
+    naming the input is logged on the ``edgeclf.image`` logger; the image is never refused.
+    """
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as err:  # noqa: BLE001 — anything a malformed EXIF block can raise
+        why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    try:
+        orientation = img.getexif().get(0x0112)
+        method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    except Exception:  # noqa: BLE001
+        method = orientation = None
+    if method is not None:
+        log.warning("%s: malformed EXIF (%s); applied its orientation %d and ignored the rest",
+                    name, why, orientation)
+        return img.transpose(method)
+    log.warning("%s: malformed EXIF (%s); image used as stored (not rotated)", name, why)
+    return img
+
+
 def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
     """Open, size-check, integrity-check (PNG), fully decode and RGB-convert one seekable stream."""
     try:
         with warnings.catch_warnings():
             # Pillow warns (and only errors at 2x) above MAX_IMAGE_PIXELS; we enforce our own limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # EXIF parsing notes ("Tag data larger than file. Skipping tag 306"): not actionable.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
             img = Image.open(fp)  # lazy: reads the header only
-            width, height = img.size
-            if width == 0 or height == 0:
-                raise InvalidImageError(name, f"has no pixels ({width}x{height})")
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageTooLargeError(
-                    name,
-                    f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}"
-                    " (raise max_pixels if this image is trusted)",
-                )
+            check_size(*img.size, name, max_pixels)
             if img.format == "PNG":
                 # Pillow's decoder does not check the CRCs of IDAT/IEND chunks; verify() checks
                 # every chunk (corrupt downloads, bit rot), then the file must be opened again.
@@ -173,8 +251,9 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
                 fp.seek(0)
                 img = Image.open(fp)
             img.seek(0)  # animated GIF/PNG/WebP: first frame
-            img = ImageOps.exif_transpose(img)
             img.load()
+            check_size(*img.size, name, max_pixels)  # a plugin may change the size while loading
+            img = _exif_transpose(img, name)
             return to_rgb(img)
     except InvalidImageError:
         raise
@@ -188,6 +267,10 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         # Truncated JPEGs ("image file is truncated"), bad PNG CRCs, broken headers.
         raise InvalidImageError(name, f"cannot decode image: {err}") from err
+    except MemoryError as err:
+        raise ImageTooLargeError(name, "ran out of memory while decoding it") from err
+    except Exception as err:  # noqa: BLE001 — Pillow plugins raise TypeError, IndexError, ... on crafted files
+        raise InvalidImageError(name, f"cannot decode image ({type(err).__name__}: {err})") from err
 
 
 def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -209,20 +292,24 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         ImageNotFoundError: a path that does not exist (also a ``FileNotFoundError``).
         InvalidImageError: zero-byte, truncated, corrupt or non-image input; wrong array shape/dtype.
         ImageTooLargeError: more than ``max_pixels`` pixels.
+        ImageAspectRatioError: longer side / shorter side above :data:`MAX_ASPECT_RATIO`.
+
+    A malformed EXIF block never fails the image: its Orientation tag is applied if it can be
+    read (else the image is used as stored) and a warning naming the input is logged on the
+    ``edgeclf.image`` logger. Any other exception a
+    crafted file makes Pillow raise becomes an :class:`InvalidImageError` naming the input.
     """
     name = name or _describe(source)
     if isinstance(source, Image.Image):
-        if source.width == 0 or source.height == 0:
-            raise InvalidImageError(name, f"has no pixels ({source.width}x{source.height})")
-        if max_pixels is not None and source.width * source.height > max_pixels:
-            raise ImageTooLargeError(name, f"{source.width}x{source.height} = {source.width * source.height:,}"
-                                           f" pixels exceeds the limit of {max_pixels:,}")
+        check_size(source.width, source.height, name, max_pixels)
         try:
             if getattr(source, "n_frames", 1) > 1:
                 source.seek(0)
-            return to_rgb(ImageOps.exif_transpose(source))
+            return to_rgb(_exif_transpose(source, name))
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:  # lazily opened, broken
             raise InvalidImageError(name, f"cannot decode image: {err}") from err
+        except Exception as err:  # noqa: BLE001
+            raise InvalidImageError(name, f"cannot decode image ({type(err).__name__}: {err})") from err
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or not (
             source.ndim == 2 or (source.ndim == 3 and source.shape[2] == 3)
@@ -232,6 +319,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
             )
         if source.shape[0] == 0 or source.shape[1] == 0:
             raise InvalidImageError(name, f"has no pixels (shape {source.shape})")
+        check_size(source.shape[1], source.shape[0], name, max_pixels)
         return to_rgb(Image.fromarray(np.ascontiguousarray(source)))
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -242,6 +330,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         try:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError) as err:
+            if path.is_symlink():
+                raise ImageNotFoundError(name, f"dangling_link: {REASON_TEXT['dangling_link']}"
+                                               f" (-> {os.readlink(path)})") from err
             hint = " (only http:// and https:// URLs are fetched)" if "://" in str(source) else ""
             raise ImageNotFoundError(name, f"no such file{hint}") from err
         except (OSError, ValueError) as err:  # name too long, NUL byte, permission on a parent

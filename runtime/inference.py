@@ -22,6 +22,7 @@ import ctypes
 import os
 import sys
 import weakref
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -101,6 +102,62 @@ def ort_errors() -> tuple[type[BaseException], ...]:
 def _check_threads(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise UsageError(f"{name}={value!r}: give an integer >= 1, or None for onnxruntime's default")
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
+def _onnx_versions(path) -> str:
+    """``"model: ONNX IR version 10, opset 18"`` read from the file's top-level protobuf fields
+    (ModelProto.ir_version = 1, opset_import = 8) without the onnx package; ``"model: IR version
+    unknown"`` if the file is not parseable."""
+    try:
+        buf = Path(path).read_bytes()
+        i, ir, opsets = 0, None, []
+        while i < len(buf):
+            key, i = _varint(buf, i)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                value, i = _varint(buf, i)
+                if field == 1:
+                    ir = value
+            elif wire == 2:
+                size, i = _varint(buf, i)
+                if field == 8:  # OperatorSetIdProto: domain = 1 (string), version = 2 (int64)
+                    sub, j, domain, version = buf[i:i + size], 0, "", None
+                    while j < len(sub):
+                        k, j = _varint(sub, j)
+                        if k & 7 == 0:
+                            v, j = _varint(sub, j)
+                            if k >> 3 == 2:
+                                version = v
+                        elif k & 7 == 2:
+                            n, j = _varint(sub, j)
+                            if k >> 3 == 1:
+                                domain = sub[j:j + n].decode("utf-8", "replace")
+                            j += n
+                        else:
+                            raise ValueError("unexpected wire type")
+                    if domain in ("", "ai.onnx"):
+                        opsets.append(version)
+                i += size
+            elif wire == 5:
+                i += 4
+            elif wire == 1:
+                i += 8
+            else:
+                raise ValueError("unexpected wire type")
+        return f"model: ONNX IR version {ir}, opset {', '.join(map(str, opsets)) or 'unknown'}"
+    except (OSError, ValueError, IndexError):
+        return "model: IR version unknown"
 
 
 class OrtSession:
@@ -195,7 +252,8 @@ class OrtSession:
         try:
             return ort.InferenceSession(self.path, sess_options=options, providers=self._request)
         except ort_errors() as err:
-            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({first_line(err)})") from err
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({first_line(err)};"
+                                f" {_onnx_versions(self.path)}, onnxruntime {ort.__version__} installed)") from err
 
     @property
     def session(self):

@@ -22,6 +22,9 @@ Paths are relative to ``data_root`` with ``/`` separators, sorted within each sp
 :class:`SplitManifest` is the one typed definition of this file; :func:`load_manifest` validates
 every field against it (:mod:`edgeclf.runtime.schema`) and names the file and the field of the
 first problem.
+A path that is not valid UTF-8 on disk is written with JSON ``\\udcXX`` escapes for its undecodable bytes
+(Python's PEP 383 ``surrogateescape``, what ``os.fsdecode`` gives; ``json.loads`` +
+``os.fsencode`` give the original bytes back), so the file stays valid UTF-8 and lossless.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 
 from . import schema as _schema
 from .errors import ManifestError, UsageError
-from .files import atomic_write_bytes, file_sha256  # noqa: F401  (file_sha256: re-exported)
+from .files import atomic_write_bytes, file_sha256, json_dumps  # noqa: F401  (file_sha256: re-exported)
 
 SCHEMA = "edgeclf.split"
 SCHEMA_VERSION = 1
@@ -49,6 +52,16 @@ class ManifestEntry:
     path: str
     label: int
     sha256: str
+
+
+class ManifestFile(tuple):
+    """One ``(absolute path, label)`` pair of :meth:`SplitManifest.files` (unpacks as a 2-tuple),
+    carrying the file's recorded ``sha256`` (hex) so readers can verify what they read."""
+
+    def __new__(cls, path: Path, label: int, sha256: str | None = None):
+        obj = super().__new__(cls, (path, label))
+        obj.sha256 = sha256
+        return obj
 
 
 @dataclass(frozen=True)
@@ -84,9 +97,9 @@ class SplitManifest:
             raise UsageError(f"subset={subset!r}: use one of {', '.join(SUBSETS)}")
         return self.splits[subset]
 
-    def files(self, subset: str) -> list[tuple[Path, int]]:
-        """(absolute path, label) pairs of ``subset``, in manifest order."""
-        return [(self.data_root / e.path, e.label) for e in self.entries(subset)]
+    def files(self, subset: str) -> list[ManifestFile]:
+        """(absolute path, label) pairs of ``subset``, in manifest order, each with ``.sha256``."""
+        return [ManifestFile(self.data_root / e.path, e.label, e.sha256) for e in self.entries(subset)]
 
     def to_dict(self) -> dict:
         return {
@@ -106,8 +119,12 @@ class SplitManifest:
         }
 
     def to_json(self) -> str:
-        """Canonical JSON text (sorted keys, 1-space indent, trailing newline): byte-stable."""
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        """Canonical JSON text (sorted keys, 1-space indent, trailing newline): byte-stable.
+
+        Always valid UTF-8: a file name that is not valid UTF-8 (byte 0xE9) is written as the
+        JSON escape ``\\udce9`` of its PEP 383 surrogate, which reads back to the same ``str``
+        (:func:`runtime.files.json_dumps`)."""
+        return json_dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
 
 
 def write_manifest(manifest: SplitManifest, out: str | os.PathLike) -> str:

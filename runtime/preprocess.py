@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
+from .errors import ImageAspectRatioError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,6 +108,29 @@ def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+#: Most pixels the intermediate resized image may have (32 Mpx ≈ 92 MiB in RGB). The shorter side
+#: becomes ``resize_size``, so an elongated image would otherwise need an arbitrarily large
+#: intermediate (a 1 x 20,000 strip → 256 x 5,120,000 = 3.7 GiB). ``runtime.image.load_image``
+#: already refuses such images by their aspect ratio; this guard covers ``PIL.Image`` inputs
+#: that reach :func:`preprocess` directly.
+MAX_RESIZED_PIXELS = 32 * 1024 * 1024
+
+
+def check_resize_bounds(width: int, height: int, cfg: PreprocessConfig) -> None:
+    """Refuse, before allocating anything, an image whose resized intermediate would exceed
+    :data:`MAX_RESIZED_PIXELS`.
+
+    Raises:
+        ImageAspectRatioError: naming the image size, the intermediate size and the limit.
+    """
+    new_w, new_h = resized_size(width, height, cfg.resize_size)
+    if new_w * new_h > MAX_RESIZED_PIXELS:
+        raise ImageAspectRatioError(
+            f"<image {width}x{height}>",
+            f"resizing the short side to {cfg.resize_size} would need a {new_w}x{new_h} intermediate"
+            f" ({new_w * new_h:,} pixels, limit {MAX_RESIZED_PIXELS:,}); crop it to the object first")
+
+
 def resize_and_crop(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
     """Resize the shorter side to ``cfg.resize_size``, then centre-crop ``cfg.crop_size`` square.
 
@@ -115,8 +138,11 @@ def resize_and_crop(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
         img: RGB ``PIL.Image`` (use :func:`runtime.image.load_image` to get one).
     Returns:
         RGB ``PIL.Image`` of size (crop_size, crop_size).
+    Raises:
+        ImageAspectRatioError: the resized intermediate would exceed :data:`MAX_RESIZED_PIXELS`.
     """
     w, h = img.size
+    check_resize_bounds(w, h, cfg)
     new_w, new_h = resized_size(w, h, cfg.resize_size)
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), _INTERPOLATIONS[cfg.interpolation])

@@ -65,7 +65,9 @@ def test_table_with_bad_files_urls_and_folders(run_cli, tiny_artifact, predictor
                          ("empty.jpg", "empty file"), ("half.jpg", "truncated"), ("notes.jpg", "is text"),
                          ("missing.jpg", "no such file"), ("/page", "text/html"), ("/gone.jpg", "HTTP 404")]:
         assert any(name in line and reason in line for line in errors), (name, r.stderr)
-    assert err[-1] == "edgeclf predict: 4 predicted, 8 failed"
+    assert err[-1] == "edgeclf predict: 4 predicted, 8 failed, 1 skipped"
+    assert err[-2] == (f"edgeclf predict: skipped 1 file(s), unsupported_extension (extension is not an image"
+                       f" format Pillow can open here): {photos / 'readme.txt'} ('.txt')")
     assert "Traceback" not in r.stderr
 
     lines = r.stdout.strip().splitlines()

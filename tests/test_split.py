@@ -27,8 +27,8 @@ def add_bad_files(root: Path) -> dict[str, str]:
         "a/.DS_Store": (b"\0\0\0\1Bud1" + bytes(64), "hidden"),
         "a/._img_000.jpg": (b"\0\5\26\7AppleDouble", "hidden"),
         "a/.ipynb_checkpoints/img_000.jpg": (real, "hidden"),
-        "b/Thumbs.db": (b"\xd0\xcf\x11\xe0" + bytes(60), "not_image"),
-        "b/notes.txt": (b"shot on 2024-05-01\n", "not_image"),
+        "b/Thumbs.db": (b"\xd0\xcf\x11\xe0" + bytes(60), "unsupported_extension"),
+        "b/notes.txt": (b"shot on 2024-05-01\n", "unsupported_extension"),
         "b/empty.jpg": (b"", "empty"),
         "c/truncated.jpg": (real[: len(real) // 2], "undecodable"),
         "c/not_really.png": (b"this is text, not a PNG\n", "undecodable"),
@@ -202,8 +202,12 @@ def test_bad_files_are_excluded_and_reported(image_tree):
     m = split_dataset(root)
     assert {e["path"]: e["reason"] for e in m.excluded} == bad
     assert [e["path"] for e in m.excluded] == sorted(bad)
-    assert m.excluded_counts == {"hidden": 3, "not_image": 2, "empty": 1, "undecodable": 2, "too_large": 0,
-                                 "duplicate_across_classes": 0, "outside_class_folder": 1}
+    assert m.excluded_counts == {"hidden": 3, "unsupported_extension": 2, "empty": 1, "undecodable": 2,
+                                 "too_large": 0, "extreme_aspect_ratio": 0, "duplicate_across_classes": 0,
+                                 "outside_class_folder": 1, "dangling_link": 0, "link_loop": 0,
+                                 "duplicate_folder": 0, "not_a_file": 0, "unreadable": 0}
+    assert {e["path"]: e.get("detail") for e in m.excluded if e["reason"] == "unsupported_extension"} == {
+        "b/Thumbs.db": "'.db'", "b/notes.txt": "'.txt'"}
     detail = {e["path"]: e.get("detail", "") for e in m.excluded}
     assert "truncated" in detail["c/truncated.jpg"]
     used = {e.path for s in SUBSETS for e in m.splits[s]}
@@ -273,7 +277,8 @@ def test_input_tree_is_never_written(image_tree, tmp_path, monkeypatch, run_cli)
     monkeypatch.undo()
     assert opened and set(opened) == {"rb"}
     r = run_cli("split", root, "--out", tmp_path / "s.json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # manifest written; empty and undecodable images could not be used
+    assert "3 image file(s) could not be used (empty, undecodable)" in r.stdout
     assert snapshot(root) == before  # same files, sizes, mtimes and bytes; nothing added
 
 
@@ -289,7 +294,7 @@ def test_cli_writes_manifest_and_prints_summary(image_tree, tmp_path, run_cli):
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert "cat" in r.stdout and "dog" in r.stdout
-    assert "hidden: 1: cat/.DS_Store" in r.stdout and "not_image: 1: dog/Thumbs.db" in r.stdout
+    assert "hidden: 1: cat/.DS_Store" in r.stdout and "unsupported_extension: 1: dog/Thumbs.db" in r.stdout
     m = load_manifest(out)
     assert m.seed == 7 and m.ratios == {"train": 0.5, "val": 0.25, "test": 0.25}
     assert m.counts == {"cat": {"train": 4, "val": 2, "test": 2}, "dog": {"train": 3, "val": 2, "test": 1}}

@@ -245,11 +245,26 @@ def test_checkpoint_from_another_split_is_refused(tmp_path, tiny_split, image_tr
     assert "other.json" in str(info.value)
 
 
-def test_undecodable_image_names_the_file(tmp_path, tiny_split):
+def _replace_and_rehash(split: Path, index: int, data: bytes) -> Path:
+    """Overwrite train image ``index`` with ``data`` and record its new sha256 in the manifest
+    (so the file is not "changed since the split" but simply undecodable)."""
+    import hashlib
+
     from edgeclf.runtime.manifest import load_manifest
 
-    bad = load_manifest(tiny_split).files("train")[2][0]
-    bad.write_bytes(b"this is not a JPEG")
+    bad = load_manifest(split).files("train")[index][0]
+    bad.write_bytes(data)
+    doc = json.loads(split.read_text())
+    rel = bad.relative_to(doc["data_root"]).as_posix()
+    for e in doc["splits"]["train"]:
+        if e["path"] == rel:
+            e["sha256"] = hashlib.sha256(data).hexdigest()
+    split.write_text(json.dumps(doc))
+    return bad
+
+
+def test_undecodable_image_names_the_file(tmp_path, tiny_split):
+    bad = _replace_and_rehash(tiny_split, 2, b"this is not a JPEG")
     for cache in (True, False):
         with pytest.raises(DatasetError, match="cannot decode") as info:
             train_model(tiny_split, tmp_path / f"run{cache}", epochs=1, feature_cache=cache, **FAST)
@@ -260,8 +275,8 @@ def test_undecodable_image_in_a_worker_still_names_the_file(tmp_path, tiny_split
     from edgeclf.runtime.manifest import load_manifest
 
     bad = load_manifest(tiny_split).files("train")[0][0]
-    bad.write_bytes(b"")
-    with pytest.raises(DatasetError) as info:
+    bad.write_bytes(b"")  # changed since the split: refused in the worker, named in one line
+    with pytest.raises(DatasetError, match="changed since the split") as info:
         train_model(tiny_split, tmp_path / "run", epochs=1, **{**FAST, "workers": 1})
     assert str(info.value).startswith(str(bad)) and "\n" not in str(info.value)
 

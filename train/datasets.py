@@ -17,6 +17,8 @@ whatever the number of DataLoader workers, the process count or an interruption 
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -25,14 +27,51 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from edgeclf.runtime.errors import InvalidImageError
+from edgeclf.runtime.errors import InvalidImageError, UsageError
+from edgeclf.runtime.files import display_name
 from edgeclf.runtime.image import load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
 
 from .errors import DatasetError
 
+#: What training and evaluation do with a file whose bytes no longer match the split's sha256:
+#: ``error`` (default) refuses with a one-line message naming it; ``exclude`` leaves every such
+#: file out (one verification pass over the subset before the run) and reports them.
+ON_CHANGED = ("error", "exclude")
+
 #: ``stream`` offset of the cached augmented views in :func:`sample_seed` (epochs use 1, 2, …).
 VIEW_STREAM = 1_000_000
+
+
+def changed_message(path, got: str, expected: str) -> str:
+    """The one-line refusal for a file whose sha256 differs from the split manifest's."""
+    return (f"{display_name(path)}: changed since the split was written (sha256 {got[:12]}…, split.json"
+            f" records {expected[:12]}…): a replaced photo would train or score under the wrong label;"
+            " re-run `edgeclf split`, or pass --on-changed exclude to leave changed files out")
+
+
+def read_verified(path: str | os.PathLike, expected: str | None) -> bytes:
+    """The bytes of ``path``, checked against the ``expected`` sha256 (hex; None: not checked).
+
+    The hash is computed on the bytes returned, so callers decode exactly what was verified
+    (one read per file).
+
+    Raises:
+        DatasetError: missing or unreadable file, or different content; the message names it.
+    """
+    try:
+        with open(path, "rb") as fp:
+            data = fp.read()
+    except FileNotFoundError as err:
+        raise DatasetError(f"{display_name(path)}: no such file, but the split manifest lists it; restore it,"
+                           " or re-run `edgeclf split`") from err
+    except OSError as err:
+        raise DatasetError(f"{display_name(path)}: cannot read ({err.strerror or err})") from err
+    if expected is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            raise DatasetError(changed_message(path, got, expected))
+    return data
 
 
 def sample_seed(run_seed: int, stream: int, index: int) -> int:
@@ -81,6 +120,41 @@ def train_transform(cfg: PreprocessConfig, rotation_deg: float = 15.0,
     ])
 
 
+def drop_changed(items: Sequence, on_changed: str = "error") -> tuple[list, list[dict]]:
+    """Apply the ``on_changed`` policy (:data:`ON_CHANGED`) to manifest items before a run.
+
+    ``error``: returns ``(list(items), [])`` without reading anything (files are verified while
+    they are read). ``exclude``: hashes every item that carries a ``sha256`` (one extra read of
+    the subset) and returns the unchanged ones plus ``[{"path", "reason", "detail"}]`` for each
+    changed, missing or unreadable file (reason ``changed``, ``missing`` or ``unreadable``).
+
+    Raises:
+        UsageError: another ``on_changed`` value.
+    """
+    if on_changed not in ON_CHANGED:
+        raise UsageError(f"--on-changed {on_changed}: use one of {', '.join(ON_CHANGED)}")
+    if on_changed == "error":
+        return list(items), []
+    kept, dropped = [], []
+    for item in items:
+        path, expected = Path(item[0]), getattr(item, "sha256", None)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            dropped.append({"path": str(path), "reason": "missing", "detail": "no such file"})
+            continue
+        except OSError as err:
+            dropped.append({"path": str(path), "reason": "unreadable", "detail": err.strerror or str(err)})
+            continue
+        got = hashlib.sha256(data).hexdigest()
+        if expected is not None and got != expected:
+            dropped.append({"path": str(path), "reason": "changed",
+                            "detail": f"sha256 {got[:12]}…, split.json records {expected[:12]}…"})
+            continue
+        kept.append(item)
+    return kept, dropped
+
+
 class ImageListDataset(Dataset):
     """(path, label) pairs decoded with :func:`runtime.image.load_image`.
 
@@ -90,11 +164,17 @@ class ImageListDataset(Dataset):
         (see :func:`sample_seed`); requires ``augment``.
     Each item is ``(x, label, i)``: x float32 (3, crop, crop), label int, i the image index.
 
+    Items that carry a ``sha256`` attribute (:class:`runtime.manifest.ManifestFile`, from
+    ``SplitManifest.files``) are verified against it on every read: the hash is computed on the
+    bytes read for decoding, so the check costs no second read.
+
     Raises:
-        DatasetError: an image cannot be decoded; the message names the file.
+        DatasetError: an image cannot be read or decoded, or its bytes changed since the split;
+            the message names the file.
     """
 
     def __init__(self, items: Sequence[tuple[Path, int]], cfg: PreprocessConfig, augment: bool = False):
+        self.sha256 = [getattr(item, "sha256", None) for item in items]
         self.items = [(Path(p), int(y)) for p, y in items]
         self.cfg = cfg
         self._eval = eval_transform(cfg)
@@ -104,10 +184,13 @@ class ImageListDataset(Dataset):
         return len(self.items)
 
     def load(self, index: int) -> Image.Image:
-        """Decoded RGB image ``index``; ``DatasetError`` naming the file if it does not decode."""
+        """Decoded RGB image ``index``; ``DatasetError`` naming the file if it does not decode or changed."""
         path = self.items[index][0]
+        expected = self.sha256[index]
         try:
-            return load_image(path)
+            if expected is None:
+                return load_image(path)
+            return load_image(read_verified(path, expected), name=str(path))
         except InvalidImageError as err:
             raise DatasetError(
                 f"{path}: cannot decode this image ({err.reason}); remove it, or re-run `edgeclf split`"

@@ -27,7 +27,8 @@ TOP_K_LISTED = 3
 
 
 def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: PreprocessConfig,
-                   batch_size: int = 64, device: str = "auto", workers: int | None = None) -> np.ndarray:
+                   batch_size: int = 64, device: str = "auto", workers: int | None = None,
+                   sha256s: Sequence[str | None] | None = None) -> np.ndarray:
     """Logits of an eager model for image files, in the order given.
 
     Each file is decoded by :func:`runtime.image.load_image` and turned into the model input by
@@ -42,10 +43,11 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
         batch_size: images per forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: DataLoader workers (``None``: :func:`train.devices.default_workers`).
+        sha256s: expected sha256 (hex) per path, checked on the bytes read (None: no check).
     Returns:
         float32 array (N, C).
     Raises:
-        DatasetError: a file does not decode (the message names it).
+        DatasetError: a file does not decode, or differs from its ``sha256s`` entry (named).
         UsageError: bad ``batch_size`` or ``device``.
     """
     from torch.utils.data import DataLoader
@@ -58,7 +60,10 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
         raise UsageError(f"--batch-size {batch_size}: need an integer >= 1")
     dev = devices.resolve_device(device)
     n_workers = devices.default_workers(dev.type, devices.available_cpus()) if workers is None else workers
-    dataset = ImageListDataset([(Path(p), 0) for p in paths], preprocess_cfg)
+    from edgeclf.runtime.manifest import ManifestFile
+
+    sha = list(sha256s) if sha256s is not None else [None] * len(paths)
+    dataset = ImageListDataset([ManifestFile(Path(p), 0, h) for p, h in zip(paths, sha)], preprocess_cfg)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=n_workers,
                         pin_memory=devices.use_pin_memory(dev.type))
     # Only the input goes channels_last (the convolutions follow it; ~3x faster on CPU); the
@@ -125,7 +130,7 @@ def compute_metrics(logits: np.ndarray, labels: Sequence[int], class_names: Sequ
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike, subset: str = "test",
                         json_out: str | os.PathLike | None = None, batch_size: int = 64,
                         device: str = "auto", *, data_root: str | os.PathLike | None = None,
-                        workers: int | None = None) -> dict[str, Any]:
+                        workers: int | None = None, on_changed: str = "error") -> dict[str, Any]:
     """Evaluate a training checkpoint on one subset of a split manifest.
 
     Args:
@@ -135,13 +140,17 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
         json_out: write the report there (atomically) when given; ``edgeclf evaluate`` passes
             ``RUN_DIR/eval_<subset>.json`` by default.
         data_root: the images' folder when it moved since the manifest was written.
+        on_changed: a file whose bytes differ from the manifest's sha256: ``"error"`` refuses
+            naming it; ``"exclude"`` verifies every file first, scores the others and lists the
+            left-out ones in the report's ``excluded``.
     Returns:
         :func:`compute_metrics`'s dict (paths relative to the data root) plus ``checkpoint``,
         ``split``, ``subset``, ``arch``, ``epoch`` and ``split_matches_checkpoint`` (whether the
         manifest is the one the model was trained on).
     Raises:
         CheckpointError: unreadable checkpoint, or class names that differ from the manifest's.
-        ManifestError, UsageError (empty/unknown subset), DatasetError (an image does not decode).
+        ManifestError, UsageError (empty/unknown subset), DatasetError (an image does not decode
+        or changed since the split).
     """
     from edgeclf.runtime.manifest import load_manifest
 
@@ -157,15 +166,25 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
     entries = manifest.entries(subset)
     if not entries:
         raise UsageError(f"--subset {subset}: {split} has no {subset} images")
+    from .datasets import drop_changed
+
+    kept, excluded = drop_changed(manifest.files(subset), on_changed)
+    by_path = {manifest.data_root / e.path: e for e in entries}
+    entries = [by_path[item[0]] for item in kept]
+    if not entries:
+        raise DatasetError(f"--subset {subset}: no image left after excluding {len(excluded)} changed file(s);"
+                           " re-run `edgeclf split`")
     model = model_from_checkpoint(ckpt)
     logits = predict_logits(model, [manifest.data_root / e.path for e in entries], preprocess_of(ckpt),
-                            batch_size=batch_size, device=device, workers=workers)
+                            batch_size=batch_size, device=device, workers=workers,
+                            sha256s=[e.sha256 for e in entries])
     report = compute_metrics(logits, [e.label for e in entries], manifest.classes, [e.path for e in entries])
     report = {
         "checkpoint": str(Path(checkpoint).resolve()), "split": str(Path(split).resolve()), "subset": subset,
         "arch": ckpt["arch"], "epoch": ckpt.get("epoch"),
         "split_matches_checkpoint": ckpt["split_sha256"] == manifest.sha256,
         **report,
+        "excluded": [{**e, "path": str(Path(e["path"]).relative_to(manifest.data_root))} for e in excluded],
     }
     if json_out is not None:
         write_json(report, json_out)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from edgeclf.runtime.manifest import load_manifest
 
 from . import devices
 from .checkpoint import load_checkpoint, save_checkpoint
-from .datasets import ImageListDataset, KeyedSampler, sample_seed
+from .datasets import ImageListDataset, KeyedSampler, drop_changed, sample_seed
 from .distributed import DistInfo, all_reduce_sum, barrier, env_world, init_distributed
 from .epochs import epoch_on_features, epoch_on_images, validate_features, validate_images
 from .errors import CheckpointError, DatasetError, UsageError
@@ -74,6 +74,7 @@ class TrainResult:
         device: e.g. ``"cpu"``, ``"cuda:0"``; amp: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
         world_size: processes (1 without ``torchrun``).
         start_epoch: epochs already done when this call started (0 for a fresh run).
+        excluded: files left out by ``on_changed="exclude"``: ``{"path", "reason", "detail"}``.
     """
 
     run_dir: Path
@@ -90,6 +91,7 @@ class TrainResult:
     amp: str = "fp32"
     world_size: int = 1
     start_epoch: int = 0
+    excluded: list[dict] = field(default_factory=list)
 
 
 def set_train_mode(model: Classifier, frozen: bool) -> None:
@@ -173,6 +175,7 @@ def train_model(
     dropout: float = RECIPE_DEFAULTS["dropout"],
     backbone_lr_mult: float = RECIPE_DEFAULTS["backbone_lr_mult"],
     data_root: str | os.PathLike | None = None,
+    on_changed: str = "error",
 ) -> TrainResult:
     """Fine-tune ``arch`` on the train subset of the split manifest, choosing the best epoch on val.
 
@@ -197,13 +200,17 @@ def train_model(
         progress: rich progress bars and a line per epoch on stderr (rank 0 only).
         weight_decay: Adam L2 penalty. dropout: head dropout. backbone_lr_mult: see ``unfreeze``.
         data_root: the images' folder when it moved since the manifest was written.
+        on_changed: a train/val file whose bytes differ from the manifest's sha256 (checked on
+            the bytes read for decoding): ``"error"`` refuses naming the file; ``"exclude"``
+            verifies every file first and trains without the changed, missing or unreadable
+            ones, listed in :attr:`TrainResult.excluded`.
     Returns:
         :class:`TrainResult`.
     Raises:
         ManifestError: unreadable split manifest. UsageError: bad argument values, an empty
         train/val subset, an occupied ``out_dir``. WeightsError: weights unavailable.
         CheckpointError: unreadable ``resume`` checkpoint or one from another split.
-        DatasetError: an image that does not decode (named).
+        DatasetError: an image that does not decode or changed since the split (named).
     """
     t_start = time.perf_counter()
     _rank, local_rank, _world = env_world()
@@ -219,7 +226,8 @@ def train_model(
                                "lr": lr, "weight_decay": weight_decay, "dropout": dropout,
                                "backbone_lr_mult": backbone_lr_mult, "seed": seed, "unfreeze": unfreeze,
                                "feature_cache": feature_cache, "aug_views": aug_views},
-                        resume=resume, workers=workers, progress=progress, data_root=data_root)
+                        resume=resume, workers=workers, progress=progress, data_root=data_root,
+                        on_changed=on_changed)
         ok = True
         return result
     finally:
@@ -231,7 +239,7 @@ def train_model(
 
 
 def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *, given: dict,
-           resume, workers, progress: bool, data_root) -> TrainResult:
+           resume, workers, progress: bool, data_root, on_changed: str = "error") -> TrainResult:
     reporter = Reporter(enabled=progress and info.is_main)
     manifest = load_manifest(split, data_root=data_root)
     out_dir = Path(out_dir)
@@ -276,6 +284,14 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
         )
     if not manifest.data_root.is_dir():
         raise DatasetError(f"--split {split}: data_root {manifest.data_root} is not a folder; pass --data-root")
+    train_items, dropped_train = drop_changed(train_items, on_changed)
+    val_items, dropped_val = drop_changed(val_items, on_changed)
+    excluded = dropped_train + dropped_val
+    for e in excluded:
+        reporter.info(f"excluded (--on-changed exclude): {e['path']}: {e['reason']} ({e['detail']})")
+    if not train_items or not val_items:
+        raise DatasetError(f"--split {split}: no train or val image left after excluding {len(excluded)} changed"
+                           " file(s); re-run `edgeclf split`")
     epochs, seed = int(recipe["epochs"]), int(recipe["seed"])
     frozen = not recipe["unfreeze"]
     use_cache = frozen and bool(recipe["feature_cache"])
@@ -457,6 +473,7 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
         best_val_acc=best_val_acc, best_epoch=best_epoch, epochs=epochs, wall_time_s=wall,
         feature_time_s=feature_time_s, train_time_s=train_time_s, device=str(dev),
         amp=devices.describe_amp(amp_dtype), world_size=info.world_size, start_epoch=start_epoch,
+        excluded=excluded,
     )
 
 

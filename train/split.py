@@ -29,21 +29,36 @@ torchvision's ``ImageFolder``), except hidden folders (``.x``), ``__MACOSX`` and
 ``classes``. With ``classes`` the label order is the order given. Files in nested sub-folders of a
 class folder belong to that class (as in ``ImageFolder``).
 
-Excluded files (reported in the manifest's ``excluded`` / ``excluded_counts``, never fatal):
+Excluded files (reported in the manifest's ``excluded`` / ``excluded_counts``, never fatal).
+Folders are walked by :func:`runtime.walk.walk` — the walker every stage shares: links are
+followed, each real folder is walked once, the image extensions are Pillow's:
 
 =========================  ==================================================================
 reason                     what
 =========================  ==================================================================
 hidden                     a name (or a folder on its path) starting with ``.``: ``.DS_Store``,
                            AppleDouble ``._x.jpg``, ``.ipynb_checkpoints/...``
-not_image                  no image suffix (:data:`runtime.image.IMAGE_SUFFIXES`): ``Thumbs.db``
+unsupported_extension      an extension Pillow does not open here (:func:`runtime.walk.image_extensions`):
+                           ``Thumbs.db``, ``notes.txt``; the detail names the extension
 empty                      zero bytes
 undecodable                does not decode with Pillow: truncated, corrupt, not really an image
 too_large                  more than :data:`runtime.image.DEFAULT_MAX_PIXELS` pixels
+extreme_aspect_ratio       longer / shorter side above :data:`runtime.image.MAX_ASPECT_RATIO`
+                           (e.g. a 1 x 20,000 strip): resizing it would need gigabytes
 duplicate_across_classes   the same bytes in two or more class folders: the label is ambiguous,
                            so every copy is excluded (within a class copies are kept, grouped)
 outside_class_folder       a file directly in ``DATA_DIR`` rather than in a class folder
+dangling_link              a symbolic link whose target does not exist (e.g. git-annex/DataLad
+                           content never fetched)
+link_loop                  a link to a folder that contains it (``cat/loop -> ..``), or an
+                           endless chain of links
+duplicate_folder           a link to a folder already walked through another path
+not_a_file                 a FIFO, socket or device (reading it could block)
+unreadable                 a file or folder that cannot be read (permissions, I/O error)
 =========================  ==================================================================
+
+File names that are not valid UTF-8 are kept exactly (PEP 383 surrogate escapes, written to
+the manifest as JSON ``\\udcXX`` escapes; see :func:`runtime.files.json_dumps`).
 """
 
 from __future__ import annotations
@@ -56,10 +71,11 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
-from edgeclf.runtime.errors import InvalidImageError, UsageError
-from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, is_image_filename, load_image
+from edgeclf.runtime.errors import ImageAspectRatioError, ImageTooLargeError, InvalidImageError, UsageError
+from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, check_size, load_image
+from edgeclf.runtime.walk import walk
 from edgeclf.runtime.manifest import SUBSETS, ManifestEntry, SplitManifest
 
 from .errors import DatasetError
@@ -69,8 +85,9 @@ DEFAULT_RATIOS = (0.75, 0.125, 0.125)
 #: Folders that are not classes unless named explicitly (besides hidden ``.x`` folders).
 NON_CLASS_FOLDERS = ("BACKGROUND_Google", "__MACOSX")
 #: Exclusion reasons, in report order.
-REASONS = ("hidden", "not_image", "empty", "undecodable", "too_large",
-           "duplicate_across_classes", "outside_class_folder")
+REASONS = ("hidden", "unsupported_extension", "empty", "undecodable", "too_large", "extreme_aspect_ratio",
+           "duplicate_across_classes", "outside_class_folder", "dangling_link", "link_loop", "duplicate_folder",
+           "not_a_file", "unreadable")
 #: Fewest distinct usable images a class may have (one each for train, val and test).
 MIN_IMAGES_PER_CLASS = 3
 
@@ -175,24 +192,7 @@ def _select_classes(root: Path, classes: Sequence[str] | None) -> list[str]:
     return classes
 
 
-def _walk_files(folder: Path, root: Path) -> Iterable[tuple[str, bool]]:
-    """Yield (relative posix path, under a hidden folder?) of every file under ``folder``, any order."""
-    stack = [(folder, False)]
-    while stack:
-        d, hidden = stack.pop()
-        try:
-            with os.scandir(d) as it:
-                entries = list(it)
-        except OSError as err:
-            raise DatasetError(f"{d}: cannot list folder ({err.strerror or err})") from err
-        for e in entries:
-            if e.is_dir():
-                stack.append((Path(e.path), hidden or e.name.startswith(".")))
-            elif e.is_file():
-                yield Path(e.path).relative_to(root).as_posix(), hidden
-
-
-def _check_decodes(data: bytes) -> tuple[str, str] | None:
+def _check_decodes(data: bytes, name: str) -> tuple[str, str] | None:
     """None if ``data`` decodes as :func:`runtime.image.load_image` would; else (reason, detail).
 
     Every byte of the compressed stream is decoded (truncation is caught), but JPEGs are decoded
@@ -205,40 +205,63 @@ def _check_decodes(data: bytes) -> tuple[str, str] | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
-            if width * height > DEFAULT_MAX_PIXELS:
-                return "too_large", f"{width}x{height} pixels exceeds {DEFAULT_MAX_PIXELS:,}"
+            check_size(width, height, name, DEFAULT_MAX_PIXELS)
             if img.format == "JPEG":
                 img.draft(None, (max(1, width // 8), max(1, height // 8)))
             img.load()
-            load_image(img, max_pixels=None)  # the rest of the decoding rule: EXIF orientation, RGB
+            load_image(img, max_pixels=None, name=name)  # the rest of the decoding rule: EXIF orientation, RGB
+    except ImageAspectRatioError as err:
+        return "extreme_aspect_ratio", err.reason
     except Image.DecompressionBombError as err:
         return "too_large", str(err)
     except UnidentifiedImageError:
         return "undecodable", "not a recognised image format"
+    except ImageTooLargeError as err:
+        return "too_large", err.reason
     except InvalidImageError as err:
         return "undecodable", err.reason
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        return "undecodable", str(err) or type(err).__name__
+    except MemoryError:
+        return "too_large", "ran out of memory while decoding it"
+    except Exception as err:  # noqa: BLE001 — whatever a crafted file makes a Pillow plugin raise
+        return "undecodable", str(err).splitlines()[0] if str(err) else type(err).__name__
     return None
 
 
-def _check_file(root: Path, rel: str, cls: str, hidden_dir: bool) -> _Checked:
-    name = rel.rsplit("/", 1)[-1]
-    if hidden_dir or name.startswith("."):
-        return _Checked(rel, cls, "hidden")
-    if not is_image_filename(name):
-        return _Checked(rel, cls, "not_image")
+def _check_file(root: Path, rel: str, cls: str) -> _Checked:
     try:
         with open(root / rel, "rb") as fp:  # read-only, the only way this module opens a file
             data = fp.read()
     except OSError as err:
-        raise DatasetError(f"{root / rel}: cannot read ({err.strerror or err})") from err
+        return _Checked(rel, cls, "unreadable", err.strerror or str(err))
     if not data:
         return _Checked(rel, cls, "empty")
-    bad = _check_decodes(data)
+    bad = _check_decodes(data, os.fspath(root / rel))
     if bad:
         return _Checked(rel, cls, bad[0], bad[1])
     return _Checked(rel, cls, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _root_entry(root: Path, name: str) -> _Checked | None:
+    """A non-folder entry directly in DATA_DIR as an exclusion (None for folders)."""
+    import errno
+    import stat
+
+    path = root / name
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return _Checked(name, "", "link_loop", f"-> {os.readlink(path)}")
+        if isinstance(err, FileNotFoundError) and path.is_symlink():
+            return _Checked(name, "", "dangling_link", f"-> {os.readlink(path)}")
+        return _Checked(name, "", "unreadable", err.strerror or str(err))
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    if name.startswith("."):
+        return _Checked(name, "", "hidden")
+    if not stat.S_ISREG(st.st_mode):
+        return _Checked(name, "", "not_a_file")
+    return _Checked(name, "", "outside_class_folder")
 
 
 def _shuffle_key(seed: int, cls: str, digest: str) -> bytes:
@@ -285,21 +308,31 @@ def split_dataset(
         raise UsageError(f"{'--classes' if classes else 'DATA_DIR ' + str(root)}: {len(chosen)} class(es) {chosen};"
                          " a classifier needs at least 2 class folders")
 
-    # 1. Every file of the chosen class folders, plus stray files directly in DATA_DIR.
-    todo: list[tuple[str, str, bool]] = []  # (rel path, class, under hidden folder)
+    # 1. Every file of the chosen class folders (one walker: links followed, each real folder
+    #    once, a link back to DATA_DIR or another class folder reported), plus stray entries.
+    st_root = os.stat(root)
+    visited = {(st_root.st_dev, st_root.st_ino)}
     for cls in chosen:
-        todo += [(rel, cls, hidden) for rel, hidden in _walk_files(root / cls, root)]
-    todo.sort()
+        st = os.stat(root / cls)
+        visited.add((st.st_dev, st.st_ino))
+    todo: list[tuple[str, str]] = []  # (rel path, class)
     checked: list[_Checked] = []
+    for cls in chosen:
+        try:
+            found = walk(root / cls, visited=visited, ancestors=[(st_root.st_dev, st_root.st_ino)])
+        except OSError as err:
+            raise DatasetError(f"{root / cls}: cannot list folder ({err.strerror or err})") from err
+        todo += [(f"{cls}/{rel}", cls) for rel in found.rels]
+        checked += [_Checked(f"{cls}/{s.rel}", cls, s.reason, s.detail) for s in found.skipped]
+    todo.sort()
     with os.scandir(root) as it:
-        strays = sorted(e.name for e in it if e.is_file())
-    for name in strays:
-        checked.append(_Checked(name, "", "hidden" if name.startswith(".") else "outside_class_folder"))
+        names = sorted(e.name for e in it if e.name not in chosen)
+    checked += [c for c in (_root_entry(root, name) for name in names) if c is not None]
 
     # 2. Check (read, hash, decode) in parallel; results keep the sorted order.
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_check_file, root, rel, cls, hidden) for rel, cls, hidden in todo]
+        futures = [pool.submit(_check_file, root, rel, cls) for rel, cls in todo]
         for i, fut in enumerate(futures, 1):
             checked.append(fut.result())
             if progress is not None:

@@ -29,12 +29,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     parser.add_argument("--data-root", default=None, help="images folder, if moved since the split was written")
+    parser.add_argument("--on-changed", choices=("error", "exclude"), default="error",
+                        help="a file whose bytes differ from the split's sha256: error (default: refuse, naming"
+                             " it) or exclude (verify all first, score the others, list them)")
 
 
 def render(report: dict) -> None:
     """Rich tables: summary, per-class metrics, confusion matrix, first misclassified files."""
     from rich.console import Console
     from rich.table import Table
+
+    from edgeclf.runtime.files import display_name
 
     console = Console(highlight=False)
     names = report["class_names"]
@@ -62,22 +67,28 @@ def render(report: dict) -> None:
         console.print(f"misclassified: {len(wrong)}" + (f" (first {SHOWN_MISCLASSIFIED})" if len(wrong) > SHOWN_MISCLASSIFIED else ""))
         for item in wrong[:SHOWN_MISCLASSIFIED]:
             top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top3"])
-            console.print(f"  {item['path']}  true {item['true']} → {top}")
+            console.print(f"  {display_name(item['path'])}  true {item['true']} → {top}", markup=False)
+    for item in report.get("excluded", []):
+        console.print(f"excluded (--on-changed exclude): {display_name(item['path'])}: {item['reason']}"
+                      f" ({item['detail']})", markup=False)
 
 
 def run(args) -> int:
     from pathlib import Path
 
+    from edgeclf.runtime.files import display_name, utf8_stdio
     from edgeclf.train.evaluate import evaluate_checkpoint
 
+    utf8_stdio()
     json_out = args.json_out or Path(args.checkpoint).resolve().parent / f"eval_{args.subset}.json"
     report = evaluate_checkpoint(args.checkpoint, args.split, subset=args.subset, json_out=json_out,
-                                 batch_size=args.batch_size, device=args.device, data_root=args.data_root)
+                                 batch_size=args.batch_size, device=args.device, data_root=args.data_root,
+                                 on_changed=args.on_changed)
     render(report)
-    print(f"wrote {json_out}")
+    print(f"wrote {display_name(json_out)}")
     from edgeclf.train.plots import write_evaluation_figures
 
     stem = "confusion_matrix" if args.subset == "test" else f"confusion_matrix_{args.subset}"
     for fig in write_evaluation_figures(report, Path(json_out).parent, stem=stem):
-        print(f"wrote {fig.path}")
+        print(f"wrote {display_name(fig.path)}")
     return 0

@@ -7,8 +7,13 @@ DESCRIPTION = """\
 Classify images with an exported artifact (or a bare .onnx file with edgeclf metadata), using
 only numpy, Pillow and onnxruntime.
 
-Inputs may be image files, folders (walked recursively for image files, sorted) and http(s) URLs.
-An input that cannot be read prints a one-line error on stderr and the run goes on.
+Inputs may be image files, folders (walked recursively, links followed, each real folder once,
+sorted) and http(s) URLs. An input that cannot be read (including a dangling link or a link loop
+in a folder) prints a one-line error on stderr and the run goes on. Files in folders skipped for
+their extension or a hidden name are counted and named on stderr ("skipped 3 files: ...").
+Output is UTF-8 whatever the locale; a file name that is not valid UTF-8 shows its odd bytes as
+\xe9 in the table and as the JSON escape \udce9 in --json (json.loads + os.fsencode give the
+bytes back).
 
 Output: a table (file, top-k labels with percentages) on stdout, or with --json one JSON object
 per input and line: {"input": ..., "predictions": [{"label", "index", "probability"}, ...]} or
@@ -39,12 +44,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
     import sys
 
     from edgeclf.runtime.errors import UsageError
+    from edgeclf.runtime.files import display_name, json_dumps, utf8_stdio
     from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, expand_inputs
     from edgeclf.runtime.predictor import Predictor
+
+    utf8_stdio()
 
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: give an integer >= 1")
@@ -57,7 +64,8 @@ def run(args) -> int:
     print(f"edgeclf predict: {predictor.model_path} ({predictor.info.arch}, {len(predictor.class_names)}"
           f" classes) on {', '.join(predictor.providers)}{note}", file=sys.stderr)
 
-    items = expand_inputs(args.inputs)
+    skipped: list = []
+    items = expand_inputs(args.inputs, skipped=skipped)
     rows, failed = [], 0
     for start in range(0, len(items), args.batch_size):
         chunk = items[start:start + args.batch_size]
@@ -67,19 +75,40 @@ def run(args) -> int:
             result = source if isinstance(source, Exception) else next(answers)
             if isinstance(result, Exception):
                 failed += 1
-                print(f"edgeclf predict: error: {result}", file=sys.stderr, flush=True)
+                print(f"edgeclf predict: error: {display_name(str(result))}", file=sys.stderr, flush=True)
                 if args.json:
-                    print(json.dumps({"input": name, "error": str(result), "error_type": type(result).__name__},
-                                     ensure_ascii=False), flush=True)
+                    print(json_dumps({"input": name, "error": str(result), "error_type": type(result).__name__}),
+                          flush=True)
             elif args.json:
-                print(json.dumps({"input": name, "predictions": [p.to_dict() for p in result]},
-                                 ensure_ascii=False), flush=True)
+                print(json_dumps({"input": name, "predictions": [p.to_dict() for p in result]}), flush=True)
             else:
-                rows.append((name, result))
+                rows.append((display_name(name), result))
     if not args.json:
         print_table(rows, args.top_k)
-    print(f"edgeclf predict: {len(items) - failed} predicted, {failed} failed", file=sys.stderr)
+    report_skipped(skipped)
+    print(f"edgeclf predict: {len(items) - failed} predicted, {failed} failed"
+          + (f", {len(skipped)} skipped" if skipped else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+#: How many names to show per skip reason on stderr.
+MAX_SKIPPED_SHOWN = 5
+
+
+def report_skipped(skipped, file=None) -> None:
+    """One stderr line per skip reason: ``skipped 3 files (unsupported_extension: ...): a.txt, …``."""
+    import sys
+
+    from edgeclf.runtime.files import display_name
+    from edgeclf.runtime.walk import REASON_TEXT, SKIP_REASONS
+
+    file = file or sys.stderr
+    for reason in SKIP_REASONS:
+        names = [display_name(s.path) + (f" ({s.detail})" if s.detail else "") for s in skipped if s.reason == reason]
+        if names:
+            more = f", … {len(names) - MAX_SKIPPED_SHOWN} more" if len(names) > MAX_SKIPPED_SHOWN else ""
+            print(f"edgeclf predict: skipped {len(names)} file(s), {reason} ({REASON_TEXT[reason]}):"
+                  f" {', '.join(names[:MAX_SKIPPED_SHOWN])}{more}", file=file)
 
 
 def print_table(rows, top_k: int, file=None) -> None:

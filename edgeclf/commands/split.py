@@ -15,6 +15,13 @@ renamed or written.
 - Hidden files, non-images, zero-byte and undecodable images are excluded and reported; byte-
   identical copies stay in one split; copies in two classes are excluded (ambiguous label).
 - BACKGROUND_Google is a class only when named in --classes.
+- Links are followed, each real folder is walked once; dangling links, link loops and unreadable
+  entries are excluded with their own reason. Image extensions are those Pillow opens here.
+
+Exit codes: 0 manifest written, every file used or deliberately skipped (hidden, not an image
+extension, ...); 1 manifest written, but some image files could not be used (empty, undecodable,
+too large, extreme aspect ratio, dangling link, link loop, unreadable): they are listed;
+2 bad usage or unusable DATA_DIR (nothing written).
 
 example:
   edgeclf split data/101_ObjectCategories --out split.json --classes Leopards airplanes camera
@@ -22,6 +29,9 @@ example:
 
 #: How many file names to print per exclusion reason (the manifest lists all of them).
 MAX_NAMES_SHOWN = 10
+#: Exclusion reasons that mean an input failed (exit code 1); the others are deliberate skips.
+FAILED_REASONS = ("empty", "undecodable", "too_large", "extreme_aspect_ratio", "dangling_link", "link_loop",
+                  "unreadable")
 
 
 def add_arguments(parser) -> None:
@@ -41,9 +51,11 @@ def run(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgeclf.runtime.files import display_name, utf8_stdio
     from edgeclf.runtime.manifest import write_manifest
     from edgeclf.train.split import check_output_path, list_class_folders, split_dataset, validate_ratios
 
+    utf8_stdio()
     validate_ratios(args.ratios)
     out = check_output_path(args.out, args.data_dir)
     start = time.perf_counter()
@@ -58,17 +70,23 @@ def run(args) -> int:
 
     console = Console(file=sys.stdout, highlight=False)
     print_summary(console, manifest, list_class_folders(args.data_dir))
-    console.print(f"wrote {out} (sha256 {digest[:16]}…) in {seconds:.1f} s")
-    return 0
+    console.print(f"wrote {display_name(out)} (sha256 {digest[:16]}…) in {seconds:.1f} s", markup=False)
+    failed = sum(manifest.excluded_counts.get(r, 0) for r in FAILED_REASONS)
+    if failed:
+        console.print(f"{failed} image file(s) could not be used ({', '.join(r for r in FAILED_REASONS if manifest.excluded_counts.get(r))});"
+                      " they are listed above and in the manifest's \"excluded\" (exit 1)", markup=False, soft_wrap=True)
+    return 1 if failed else 0
 
 
 def print_summary(console, manifest, folders: list[str]) -> None:
     """Per-class counts table, unselected folders, and exclusions per reason with file names."""
     from rich.table import Table
+    from rich.text import Text
 
+    from edgeclf.runtime.files import display_name
     from edgeclf.runtime.manifest import SUBSETS
 
-    table = Table(title=f"split of {manifest.data_root} (seed {manifest.seed}, ratios "
+    table = Table(title=f"split of {display_name(manifest.data_root)} (seed {manifest.seed}, ratios "
                         + "/".join(f"{manifest.ratios[s]:g}" for s in SUBSETS) + ")")
     table.add_column("label", justify="right")
     table.add_column("class")
@@ -77,7 +95,7 @@ def print_summary(console, manifest, folders: list[str]) -> None:
     table.add_column("total", justify="right")
     for label, cls in enumerate(manifest.classes):
         c = manifest.counts[cls]
-        table.add_row(str(label), cls, *(str(c[s]) for s in SUBSETS), str(sum(c.values())))
+        table.add_row(str(label), Text(display_name(cls)), *(str(c[s]) for s in SUBSETS), str(sum(c.values())))
     totals = [len(manifest.splits[s]) for s in SUBSETS]
     pct = [f"{n} ({100 * n / max(1, sum(totals)):.1f}%)" for n in totals]
     table.add_row("", "all", *pct, str(sum(totals)), style="bold")
@@ -85,7 +103,8 @@ def print_summary(console, manifest, folders: list[str]) -> None:
 
     unused = [f for f in folders if f not in manifest.classes]
     if unused:
-        console.print(f"folders not used as classes: {', '.join(unused)} (name them in --classes to include)")
+        console.print(f"folders not used as classes: {', '.join(map(display_name, unused))}"
+                      " (name them in --classes to include)", markup=False)
     if not manifest.excluded:
         console.print("excluded: none")
         return
@@ -93,6 +112,7 @@ def print_summary(console, manifest, folders: list[str]) -> None:
     for reason, n in manifest.excluded_counts.items():
         if not n:
             continue
-        names = [e["path"] for e in manifest.excluded if e["reason"] == reason]
+        names = [display_name(e["path"] + (f" ({e['detail']})" if e.get("detail") and reason in FAILED_REASONS else ""))
+                 for e in manifest.excluded if e["reason"] == reason]
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (f", … {n - MAX_NAMES_SHOWN} more" if n > MAX_NAMES_SHOWN else "")
-        console.print(f"  {reason}: {n}: {shown}", markup=False)
+        console.print(f"  {reason}: {n}: {shown}", markup=False, soft_wrap=True)  # one line per reason, never wrapped

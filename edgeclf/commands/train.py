@@ -56,6 +56,9 @@ def add_arguments(parser) -> None:
                         help="recompute the frozen backbone every epoch (slow; the reference behaviour)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: by device)")
     parser.add_argument("--data-root", default=None, help="images folder, if moved since the split was written")
+    parser.add_argument("--on-changed", choices=("error", "exclude"), default="error",
+                        help="a file whose bytes differ from the split's sha256: error (default: refuse, naming"
+                             " it) or exclude (verify all first, train without them, list them)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
 
 
@@ -70,7 +73,7 @@ def run(args) -> int:
     result = train_model(
         args.split, args.out, device=args.device, resume=args.resume, unfreeze=args.unfreeze,
         feature_cache=args.feature_cache, workers=args.workers, progress=not args.quiet,
-        data_root=args.data_root, **recipe,
+        data_root=args.data_root, on_changed=args.on_changed, **recipe,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({
@@ -78,6 +81,6 @@ def run(args) -> int:
             "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "epochs": result.epochs,
             "wall_time_s": round(result.wall_time_s, 3), "feature_time_s": round(result.feature_time_s, 3),
             "train_time_s": round(result.train_time_s, 3), "device": result.device, "amp": result.amp,
-            "world_size": result.world_size,
+            "world_size": result.world_size, "excluded": result.excluded,
         }))
     return 0
