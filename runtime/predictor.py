@@ -91,8 +91,9 @@ class Predictor:
     Args:
         artifact: an artifact directory (written by ``edgeclf export``; the ONNX file for
             ``precision`` is used) or a path to an ``.onnx`` file carrying edgeclf metadata.
-        device: ``"auto"`` (CUDA only when it really works, else CPU), ``"cpu"`` or ``"cuda"``
-            (raise :class:`ProviderError` unless CUDA is active). See :mod:`runtime.providers`.
+        device: ``"auto"`` (CUDA only when it really works, else CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"`` (GPU number N; both raise :class:`ProviderError` unless CUDA is active).
+            See :mod:`runtime.providers`.
         providers: explicit onnxruntime providers (names or ``(name, options)`` tuples), taking
             precedence over ``device``; each one except the CPU provider must end up active.
         intra_op_threads: onnxruntime intra-op thread count (``None``: onnxruntime's default,
