@@ -32,6 +32,7 @@ __all__ = [
     "InvalidImageError",
     "ModelInfo",
     "Prediction",
+    "Predictions",
     "Predictor",
     "PreprocessConfig",
     "ProviderError",
@@ -43,7 +44,7 @@ __all__ = [
 
 
 def __getattr__(name):  # lazy: keeps `import edgeclf.runtime` free of onnxruntime until a Predictor is needed
-    if name in ("Predictor", "Prediction"):
+    if name in ("Predictor", "Prediction", "Predictions"):
         from . import predictor
 
         return getattr(predictor, name)

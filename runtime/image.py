@@ -43,11 +43,20 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from .errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError, UsageError
 
 #: Default maximum number of pixels (width x height) accepted before decoding: 89.5 Mpx,
 #: Pillow's own ``Image.MAX_IMAGE_PIXELS`` default. A 30,000 x 30,000 PNG (900 Mpx) is refused.
 DEFAULT_MAX_PIXELS = 89_478_485
+
+#: Images whose shorter side is below this many pixels are still classified, but with a warning
+#: (``Predictions.warnings``, the ``warnings`` field of ``edgeclf predict --json``): upscaled to the
+#: model's input size (224 px for the shipped recipes), 32 px or less holds too little detail
+#: for an answer to mean much — an 8 x 8 px icon still gets a confident label.
+MIN_MEANINGFUL_SIDE = 32
+
+#: The message for an empty path (the CLI and :func:`load_image` use the same words).
+EMPTY_PATH_MESSAGE = "empty path: give an image file, folder or URL"
 
 #: File suffixes treated as images when walking folders (lower-case, with the dot).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -58,6 +67,14 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, n
 def is_image_filename(name: str) -> bool:
     """True if ``name`` has an image suffix and is not a hidden/AppleDouble file (``.x``, ``._x``)."""
     return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def image_warnings(img: Image.Image, min_side: int = MIN_MEANINGFUL_SIDE) -> list[str]:
+    """Reasons not to trust a prediction for this decoded image, e.g. ``["small image: 8x8 px
+    (short side < 32 px)"]``; empty when the image is fine."""
+    if min(img.size) < min_side:
+        return [f"small image: {img.width}x{img.height} px (short side < {min_side} px)"]
+    return []
 
 
 def expand_inputs(items) -> list[tuple[str, object]]:
@@ -209,7 +226,10 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         ImageNotFoundError: a path that does not exist (also a ``FileNotFoundError``).
         InvalidImageError: zero-byte, truncated, corrupt or non-image input; wrong array shape/dtype.
         ImageTooLargeError: more than ``max_pixels`` pixels.
+        UsageError: an empty path (``""``), which would otherwise mean the current directory.
     """
+    if isinstance(source, (str, os.PathLike)) and not os.fspath(source).strip():
+        raise UsageError(EMPTY_PATH_MESSAGE)
     name = name or _describe(source)
     if isinstance(source, Image.Image):
         if source.width == 0 or source.height == 0:

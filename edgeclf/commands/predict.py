@@ -11,9 +11,12 @@ Inputs may be image files, folders (walked recursively for image files, sorted) 
 An input that cannot be read prints a one-line error on stderr and the run goes on.
 
 Output: a table (file, top-k labels with percentages) on stdout, or with --json one JSON object
-per input and line: {"input": ..., "predictions": [{"label", "index", "probability"}, ...]} or
-{"input": ..., "error": ..., "error_type": ...}. The model and the execution provider actually
-used are printed on stderr.
+per input and line: {"input": ..., "predictions": [{"label", "index", "probability"}, ...],
+"warnings": [...]} or {"input": ..., "error": ..., "error_type": ...}. The model and the execution
+provider actually used, errors and warnings are printed on stderr.
+
+An image whose shorter side is under 32 px is still classified, but flagged: a "warnings" entry
+in JSON, "(!)" after its name in the table, and a warning line on stderr.
 
 Exit codes: 0 every input predicted; 1 some inputs failed; 2 unusable artifact or bad usage.
 
@@ -23,12 +26,13 @@ example:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("artifact", metavar="ARTIFACT", help="artifact directory or .onnx file")
+    from ._common import add_device
+
+    parser.add_argument("artifact", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export), or a .onnx file")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_URL_OR_DIR", help="images, folders or http(s) URLs")
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="labels per image (default 3)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA only if it really works (default); cuda: fail if it does not")
+    add_device(parser, "onnxruntime execution provider")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                         help="which ONNX file of the artifact directory to use (default fp32)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -71,11 +75,15 @@ def run(args) -> int:
                 if args.json:
                     print(json.dumps({"input": name, "error": str(result), "error_type": type(result).__name__},
                                      ensure_ascii=False), flush=True)
-            elif args.json:
-                print(json.dumps({"input": name, "predictions": [p.to_dict() for p in result]},
-                                 ensure_ascii=False), flush=True)
             else:
-                rows.append((name, result))
+                warnings = list(getattr(result, "warnings", ()))
+                for w in warnings:
+                    print(f"edgeclf predict: warning: {name}: {w}", file=sys.stderr, flush=True)
+                if args.json:
+                    print(json.dumps({"input": name, "predictions": [p.to_dict() for p in result],
+                                      "warnings": warnings}, ensure_ascii=False), flush=True)
+                else:
+                    rows.append((name, result))
     if not args.json:
         print_table(rows, args.top_k)
     print(f"edgeclf predict: {len(items) - failed} predicted, {failed} failed", file=sys.stderr)
@@ -83,7 +91,9 @@ def run(args) -> int:
 
 
 def print_table(rows, top_k: int, file=None) -> None:
-    """Print ``rows`` of ``(name, list[Prediction])``: one line per input, "label 97.1%" per column.
+    """Print ``rows`` of ``(name, list[Prediction])``: one line per input, "label 97.1%" per column;
+    an input with warnings (:class:`runtime.predictor.Predictions`) gets "(!)" after its name and
+    its warnings listed under the table.
 
     Uses rich when it is installed (it is not a runtime dependency), plain aligned text otherwise.
     """
@@ -92,8 +102,11 @@ def print_table(rows, top_k: int, file=None) -> None:
     file = file or sys.stdout
     k = max((len(preds) for _, preds in rows), default=min(top_k, 1))
     header = ["file"] + [f"top-{i + 1}" for i in range(k)]
-    cells = [[name] + [f"{p.label} {p.probability * 100:.1f}%" for p in preds] + [""] * (k - len(preds))
-             for name, preds in rows]
+    flagged = [(name, w) for name, preds in rows for w in getattr(preds, "warnings", ())]
+    marked = {name for name, _ in flagged}
+    cells = [[name + (" (!)" if name in marked else "")] + [f"{p.label} {p.probability * 100:.1f}%" for p in preds]
+             + [""] * (k - len(preds)) for name, preds in rows]
+    notes = [f"(!) {name}: {w}" for name, w in flagged]
     try:
         from rich.console import Console
         from rich.table import Table
@@ -102,6 +115,8 @@ def print_table(rows, top_k: int, file=None) -> None:
         widths = [max(len(r[i]) for r in [header] + cells) for i in range(len(header))]
         for r in [header] + cells:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=file)
+        for note in notes:
+            print(note, file=file)
         return
     table = Table(*header, box=None, pad_edge=False)
     for r in cells:
@@ -109,3 +124,5 @@ def print_table(rows, top_k: int, file=None) -> None:
     # Wide enough that no cell is wrapped or cut when stdout is a pipe (rich assumes 80 columns).
     width = sum(max(len(r[i]) for r in [header] + cells) + 2 for i in range(len(header)))
     Console(file=file, width=max(80, width)).print(table)
+    for note in notes:
+        print(note, file=file)
