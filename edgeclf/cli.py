@@ -57,6 +57,13 @@ def help_paths() -> list[tuple[str, ...]]:
     return paths
 
 
+def command_parser(*path: str) -> argparse.ArgumentParser:
+    """The parser of ``edgeclf PATH...``, e.g. ``command_parser("bench", "compare")`` (for --help checks)."""
+    if len(path) == 2:
+        return subcommand_parser(*path)
+    return build_parser()._subparsers._group_actions[0].choices[path[0]]
+
+
 def _empty_argument(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
     """The first argument given as an empty string, as the user typed its name, or None."""
     for action in parser._actions:

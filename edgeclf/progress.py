@@ -8,7 +8,7 @@ takes an optional ``progress`` argument; the commands pass a :class:`Progress` b
 ``live``   stderr is a terminal: a rich progress display (spinner or bar, counts, the stage's
            latest note such as the current p50, elapsed time), and one permanent line per
            finished stage above it.
-``plain``  stderr is a pipe or a file (logs, CI): only the permanent line per finished stage,
+``plain``  stderr is a pipe or a file (logs, CI), or rich is not installed: only the permanent line per finished stage,
            e.g. ``export: parity: ONNX … done (3.2 s)``; nothing that redraws.
 ``quiet``  ``--quiet``: nothing at all.
 =========  ===============================================================================
@@ -33,6 +33,13 @@ import time
 from typing import Callable, Iterator, TextIO
 
 MODES = ("auto", "live", "plain", "quiet")
+
+
+def _has_rich() -> bool:
+    """Whether rich is importable (it comes with the train extra; the base install has plain lines)."""
+    import importlib.util
+
+    return importlib.util.find_spec("rich") is not None
 
 
 class Stage:
@@ -82,7 +89,7 @@ class Progress:
         self.stream = stream or sys.stderr
         if mode == "auto":
             isatty = getattr(self.stream, "isatty", None)
-            mode = "live" if isatty is not None and isatty() else "plain"
+            mode = "live" if isatty is not None and isatty() and _has_rich() else "plain"
         self.mode = mode
         self.prefix = prefix
         self._live = None  # rich.progress.Progress while a live stage runs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,8 @@ TOP_K_LISTED = 3
 
 
 def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: PreprocessConfig,
-                   batch_size: int = 64, device: str = "auto", workers: int | None = None) -> np.ndarray:
+                   batch_size: int = 64, device: str = "auto", workers: int | None = None,
+                   on_batch: Callable[[int], object] | None = None) -> np.ndarray:
     """Logits of an eager model for image files, in the order given.
 
     Each file is decoded by :func:`runtime.image.load_image` and turned into the model input by
@@ -39,6 +40,7 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
         batch_size: images per forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: DataLoader workers (``None``: :func:`train.devices.default_workers`).
+        on_batch: called with the number of images of each batch once it is done (progress).
     Returns:
         float32 array (N, C).
     Raises:
@@ -70,6 +72,8 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 out.append(model(x).float().cpu().numpy())
+                if on_batch is not None:
+                    on_batch(len(out[-1]))
     except DatasetError as err:
         raise unwrap_worker_error(err) from err
     if not out:
@@ -140,7 +144,7 @@ def compute_metrics(logits: np.ndarray, labels: Sequence[int], class_names: Sequ
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike, subset: str = "test",
                         json_out: str | os.PathLike | None = None, batch_size: int = 64,
                         device: str = "auto", *, data_root: str | os.PathLike | None = None,
-                        workers: int | None = None) -> dict[str, Any]:
+                        workers: int | None = None, progress=None) -> dict[str, Any]:
     """Evaluate a training checkpoint on one subset of a split manifest.
 
     Args:
@@ -150,6 +154,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
         json_out: write the report there (atomically) when given; ``edgeclf evaluate`` passes
             ``RUN_DIR/eval_<subset>.json`` by default.
         data_root: the images' folder when it moved since the manifest was written.
+        progress: an :class:`edgeclf.progress.Progress` (one stage, images done of the subset).
     Returns:
         :func:`compute_metrics`'s dict (paths relative to the data root) plus ``checkpoint``,
         ``split``, ``subset``, ``arch``, ``epoch`` and ``split_matches_checkpoint`` (whether the
@@ -172,9 +177,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
     entries = manifest.entries(subset)
     if not entries:
         raise UsageError(f"--subset {subset}: {split} has no {subset} images")
+    from edgeclf.progress import as_progress
+
     model = model_from_checkpoint(ckpt)
-    logits = predict_logits(model, [manifest.data_root / e.path for e in entries], preprocess_of(ckpt),
-                            batch_size=batch_size, device=device, workers=workers)
+    with as_progress(progress).stage(f"evaluating {len(entries)} {subset} images", total=len(entries)) as st:
+        logits = predict_logits(model, [manifest.data_root / e.path for e in entries], preprocess_of(ckpt),
+                                batch_size=batch_size, device=device, workers=workers, on_batch=st.advance)
     report = compute_metrics(logits, [e.label for e in entries], manifest.classes, [e.path for e in entries])
     report = {
         "checkpoint": str(Path(checkpoint).resolve()), "split": str(Path(split).resolve()), "subset": subset,
