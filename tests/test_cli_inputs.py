@@ -110,12 +110,16 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
-def test_split_runs_on_the_base_install(tmp_path):
+def test_split_and_data_run_on_the_base_install(tmp_path):
     out = tmp_path / "split.json"
     r = subprocess.run([sys.executable, "-c", BASE_INSTALL, "split", str(SAMPLE_DATA), "--out", str(out)],
                        capture_output=True, text=True, env=cli_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     assert out.is_file() and "Leopards" in r.stdout and "162 (75.0%)" in r.stdout
+    r = subprocess.run([sys.executable, "-c", BASE_INSTALL, "data", "caltech101", "--dest", str(tmp_path / "d"),
+                        "--url", "http://127.0.0.1:9/caltech-101.zip", "--sha256", "0" * 64, "--timeout", "2"],
+                       capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("edgeclf data: error: cannot reach http://127.0.0.1:9/"), r.stderr
     r = subprocess.run([sys.executable, "-c", BASE_INSTALL, "evaluate", "best.pt", "--split", str(out)],
                        capture_output=True, text=True, env=cli_env(), timeout=120)
     assert r.returncode == 2 and "pip install 'edgeclf[train]'" in r.stderr
