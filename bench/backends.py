@@ -71,9 +71,11 @@ class Backend:
 class TorchBackend(Backend):
     """``eager`` / ``torchscript`` (and their ``-cuda`` variants)."""
 
-    def __init__(self, name: str, artifact_dir: Path, checkpoint: Path | None, threads: int):
+    def __init__(self, name: str, artifact_dir: Path, checkpoint: Path | None, threads: int, gpu: int = 0):
         self.name = name
         self.device = "cuda" if name.endswith("-cuda") else "cpu"
+        self.torch_device = f"cuda:{gpu}" if self.device == "cuda" else "cpu"
+        self.gpu = gpu
         self.kind = name.split("-")[0]
         self.artifact_dir, self.checkpoint, self.threads = artifact_dir, checkpoint, threads
 
@@ -82,6 +84,8 @@ class TorchBackend(Backend):
 
         if self.device == "cuda" and not torch.cuda.is_available():
             raise Skip("CUDA not available to torch (torch.cuda.is_available() is False)")
+        if self.device == "cuda" and self.gpu >= torch.cuda.device_count():
+            raise Skip(f"no GPU cuda:{self.gpu} (torch sees {torch.cuda.device_count()} CUDA device(s))")
         if self.kind == "eager":
             if self.checkpoint is None or not Path(self.checkpoint).is_file():
                 raise Skip(f"no checkpoint for the eager backend (looked for {self.checkpoint}); pass --checkpoint")
@@ -93,23 +97,23 @@ class TorchBackend(Backend):
             if not path.is_file():
                 raise Skip(f"{path.name} not in the artifact (export with --formats torchscript,onnx)")
             model = torch.jit.load(str(path), map_location="cpu")
-        self.model = model.eval().to(self.device)
+        self.model = model.eval().to(self.torch_device)
         if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
 
     @property
     def providers(self) -> list[str]:
-        return [f"torch-{self.device}"]
+        return [f"torch-{self.torch_device}"]
 
     def _sync(self):
         import torch
 
-        return torch.cuda.synchronize if self.device == "cuda" else None
+        return (lambda: torch.cuda.synchronize(self.torch_device)) if self.device == "cuda" else None
 
     def prepare(self, x):
         import torch
 
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.torch_device)
 
         def run():
             with torch.inference_mode():
@@ -121,12 +125,12 @@ class TorchBackend(Backend):
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).float().cpu().numpy()
+            return self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.torch_device)).float().cpu().numpy()
 
     def peak_gpu_mem_mib(self):
         import torch
 
-        return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
+        return torch.cuda.max_memory_allocated(self.torch_device) / 2**20 if self.device == "cuda" else None
 
 
 class OnnxBackend(Backend):
@@ -134,8 +138,9 @@ class OnnxBackend(Backend):
 
     FILES = {"onnx-cpu": "onnx", "onnx-cuda": "onnx", "onnx-int8": "onnx-int8", "onnx-fp16": "onnx-fp16"}
 
-    def __init__(self, name: str, artifact_dir: Path, threads: int):
+    def __init__(self, name: str, artifact_dir: Path, threads: int, gpu: int = 0):
         self.name = name
+        self.gpu = gpu
         self.device = "cuda" if name in ("onnx-cuda", "onnx-fp16") else "cpu"
         self.path = artifact_dir / FORMAT_FILES[self.FILES[name]]
         self.threads = threads
@@ -156,7 +161,7 @@ class OnnxBackend(Backend):
             from edgeclf.runtime.providers import check_active, plan_providers
 
             try:
-                request, required, _ = plan_providers("cuda", None, ort.get_available_providers())
+                request, required, _ = plan_providers(f"cuda:{self.gpu}", None, ort.get_available_providers())
                 self.session = ort.InferenceSession(str(self.path), opts, providers=request)
                 check_active(required, self.session.get_providers(), self.path.name)
             except ProviderError as err:
@@ -181,9 +186,9 @@ class OnnxBackend(Backend):
             feed = {self.input_name: x}
             return (lambda: self.session.run([self.output_name], feed)), None
         binding = self.session.io_binding()
-        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.gpu)
         binding.bind_ortvalue_input(self.input_name, x_dev)
-        binding.bind_output(self.output_name, "cuda", 0)
+        binding.bind_output(self.output_name, "cuda", self.gpu)
         self._keep = x_dev  # the device buffer must outlive the binding
 
         def run():
@@ -203,10 +208,11 @@ class OnnxBackend(Backend):
         return gpu_process_memory_mib()
 
 
-def make_backend(name: str, artifact_dir: Path, checkpoint: Path | None, threads: int) -> Backend:
-    """Backend object for ``name`` (one of :data:`BACKENDS`); ``ValueError`` lists the valid names."""
+def make_backend(name: str, artifact_dir: Path, checkpoint: Path | None, threads: int, gpu: int = 0) -> Backend:
+    """Backend object for ``name`` (one of :data:`BACKENDS`); GPU backends run on GPU number ``gpu``.
+    ``ValueError`` lists the valid names."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if name.startswith("onnx"):
-        return OnnxBackend(name, Path(artifact_dir), threads)
-    return TorchBackend(name, Path(artifact_dir), checkpoint, threads)
+        return OnnxBackend(name, Path(artifact_dir), threads, gpu)
+    return TorchBackend(name, Path(artifact_dir), checkpoint, threads, gpu)

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeclf.progress import Progress, as_progress
 from edgeclf.runtime.artifact import load_artifact_json
 from edgeclf.runtime.errors import UsageError
 from edgeclf.runtime.image import is_image_filename, load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
-
-from edgeclf.progress import Progress, as_progress
+from edgeclf.runtime.providers import parse_device
 
 from .backends import BACKENDS, CPU_BACKENDS
 from .environment import collect_environment, physical_cores
@@ -245,8 +245,16 @@ def _save_eval_inputs(files: list, cfg: PreprocessConfig, workdir: Path, progres
 
 
 def _run_backends(names: list[str], request: dict, workdir: Path, threads: int, progress: Progress) -> dict:
-    """Each backend in its own worker, one after another (never concurrently): name → result."""
-    return {name: _run_worker({**request, "backend": name}, workdir, threads, progress) for name in names}
+    """Each backend in its own worker, one after another (never concurrently): name → result.
+    With ``request["gpu"]`` None (``--device cpu``) the GPU backends are skipped without a worker."""
+    results = {}
+    for name in names:
+        if request.get("gpu") is None and name not in CPU_BACKENDS:
+            results[name] = {"backend": name, "status": "skipped", "rows": [],
+                             "reason": "--device cpu: GPU backends not run"}
+            continue
+        results[name] = _run_worker({**request, "backend": name}, workdir, threads, progress)
+    return results
 
 
 def _agreement_with_eager(results: dict) -> tuple[dict, list]:
@@ -277,6 +285,7 @@ def run_bench(
     checkpoint: str | os.PathLike | None = None,
     max_images: int | None = None,
     end_to_end: bool = True,
+    device: str = "auto",
     progress: Progress | None = None,
 ) -> dict:
     """Benchmark an artifact's formats; return the result document (schema ``edgeclf.bench`` v1).
@@ -292,6 +301,8 @@ def run_bench(
         checkpoint: the eager backend's checkpoint (default: the one recorded in artifact.json).
         max_images: use at most this many test images.
         end_to_end: also time ``runtime.Predictor.predict`` from image files.
+        device: where the GPU backends run: ``auto`` or ``cuda`` (GPU 0), ``cuda:N`` (GPU N), or
+            ``cpu`` (GPU backends skipped). CPU backends always run on the CPU.
         progress: an :class:`edgeclf.progress.Progress`: one stage per backend x batch size (timed
             calls done, current p50), plus loading, accuracy, preprocessing and end-to-end stages.
     Returns:
@@ -307,6 +318,8 @@ def run_bench(
     artifact = load_artifact_json(artifact_dir)
     names = backends or list(BACKENDS)
     _check_settings(batch_sizes, warmup)
+    kind, index = parse_device(device)
+    gpu = None if kind == "cpu" else (index or 0)
     threads = threads or physical_cores()
     cfg = PreprocessConfig.from_dict(artifact["preprocess"])
     class_names = list(artifact["class_names"])
@@ -319,7 +332,7 @@ def run_bench(
         request = {"artifact_dir": str(artifact_dir.resolve()), "checkpoint": str(ckpt) if ckpt else None,
                    "batch_sizes": list(batch_sizes), "warmup": warmup, "iters": iters, "seconds": seconds,
                    "threads": threads, "inputs": str(inputs_path) if inputs_path else None,
-                   "input_shape": list(cfg.input_shape)}
+                   "input_shape": list(cfg.input_shape), "gpu": gpu}
         results = _run_backends(names, request, workdir, threads, progress)
     summary, rows = _agreement_with_eager(results)
     sample_paths = [p for p, _ in files[:16]] or _sample_images(16)
@@ -332,6 +345,7 @@ def run_bench(
                      "num_classes": len(class_names), "checkpoint": str(ckpt) if ckpt else None},
         "settings": {"backends": names, "batch_sizes": list(batch_sizes), "warmup": warmup,
                      "iters": None if seconds else iters, "seconds": seconds, "threads": threads,
+                     "device": device,
                      "cpu_backends_share_threads": [n for n in names if n in CPU_BACKENDS],
                      "split": str(split) if split else None, "test_images": len(files)},
         "environment": collect_environment(threads),

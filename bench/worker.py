@@ -8,7 +8,7 @@ JSON. Thread counts are fixed through the environment before torch/onnxruntime l
 Request keys: ``backend``, ``artifact_dir``, ``checkpoint`` (or null), ``batch_sizes``,
 ``warmup``, ``iters``, ``seconds``, ``threads``, ``inputs`` (a path prefix P: ``P.x.npy`` holds
 float32 (N, 3, H, W) preprocessed images, ``P.labels.npy`` int64 (N,) labels; or null),
-``input_shape`` [3, H, W], ``events`` (optional path: progress events are appended to it as JSON
+``input_shape`` [3, H, W], ``gpu`` (GPU number of the GPU backends, default 0), ``events`` (optional path: progress events are appended to it as JSON
 lines, ``{"step": "load"|"batch"|"accuracy", ...}``, read live by the parent).
 
 ``peak_rss_mib`` is read after the timed loops and before the accuracy pass, and the images are
@@ -105,7 +105,8 @@ def run_request(req: dict, events: Events | None = None) -> dict:
             pass
     result["import_ms"] = (time.perf_counter() - t0) * 1000
     backend = make_backend(name, Path(req["artifact_dir"]),
-                           Path(req["checkpoint"]) if req.get("checkpoint") else None, req["threads"])
+                           Path(req["checkpoint"]) if req.get("checkpoint") else None, req["threads"],
+                           gpu=req.get("gpu") or 0)
     try:
         t0 = time.perf_counter()
         backend.load()

@@ -123,3 +123,15 @@ def test_split_and_data_run_on_the_base_install(tmp_path):
     r = subprocess.run([sys.executable, "-c", BASE_INSTALL, "evaluate", "best.pt", "--split", str(out)],
                        capture_output=True, text=True, env=cli_env(), timeout=120)
     assert r.returncode == 2 and "pip install 'edgeclf[train]'" in r.stderr
+
+
+def test_bench_device_cpu_skips_gpu_backends_without_a_worker(tiny_artifact):
+    from edgeclf.bench.runner import run_bench
+
+    doc = run_bench(tiny_artifact.dir, backends=["onnx-cuda", "eager-cuda"], device="cpu", end_to_end=False)
+    assert doc["settings"]["device"] == "cpu" and doc["rows"] == []
+    assert {n: (b["status"], b["reason"]) for n, b in doc["backends"].items()} == {
+        "onnx-cuda": ("skipped", "--device cpu: GPU backends not run"),
+        "eager-cuda": ("skipped", "--device cpu: GPU backends not run")}
+    with pytest.raises(UsageError, match="cuda:N"):
+        run_bench(tiny_artifact.dir, backends=["onnx-cuda"], device="gpu")

@@ -6,9 +6,18 @@ from __future__ import annotations
 DEVICE_SYNTAX = "auto|cpu|cuda|cuda:N"
 
 
+def _device(text: str) -> str:
+    import argparse
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use {DEVICE_SYNTAX} (N = GPU number, e.g. cuda:0)")
+    return text
+
+
 def add_device(parser, what: str = "where the model runs") -> None:
     """``--device auto|cpu|cuda|cuda:N`` (default auto)."""
-    parser.add_argument("--device", default="auto", metavar="DEVICE",
+    parser.add_argument("--device", default="auto", metavar="DEVICE", type=_device,
                         help=f"{what}: {DEVICE_SYNTAX} (default: auto = CUDA only if it really works;"
                              " cuda or cuda:N fail if that GPU is not usable)")
 

@@ -35,7 +35,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser) -> None:
-    from ._common import add_quiet
+    from ._common import add_device, add_quiet
 
     parser.add_argument("artifact_dir", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export)")
     parser.add_argument("--backends", default=None, metavar="NAME,...", help="comma-separated backends (default: all)")
@@ -47,6 +47,7 @@ def add_arguments(parser) -> None:
                        help="time budget per batch size instead of --iters, in seconds")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="intra-op threads for every CPU backend (default: physical cores)")
+    add_device(parser, "GPU of the GPU backends (-cuda, onnx-fp16); cpu skips them")
     parser.add_argument("--split", default=None, metavar="SPLIT.json", help="split manifest: accuracy on its test images")
     parser.add_argument("--max-images", type=int, default=None, metavar="N", help="use at most N test images")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_DIR/best.pt",
@@ -78,7 +79,8 @@ def run(args) -> int:
         doc = run_bench(
             args.artifact_dir, backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
             warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
-            split=args.split, checkpoint=args.checkpoint, max_images=args.max_images, progress=progress,
+            split=args.split, checkpoint=args.checkpoint, max_images=args.max_images, device=args.device,
+            progress=progress,
         )
     finally:
         progress.close()
