@@ -8,8 +8,9 @@ takes an optional ``progress`` argument; the commands pass a :class:`Progress` b
 ``live``   stderr is a terminal: a rich progress display (spinner or bar, counts, the stage's
            latest note such as the current p50, elapsed time), and one permanent line per
            finished stage above it.
-``plain``  stderr is a pipe or a file (logs, CI), or rich is not installed: only the permanent line per finished stage,
-           e.g. ``export: parity: ONNX … done (3.2 s)``; nothing that redraws.
+``plain``  stderr is a pipe or a file (logs, CI), or rich is not installed: only the
+           permanent line per finished stage, e.g. ``export: parity: ONNX … done (3.2 s)``;
+           nothing that redraws.
 ``quiet``  ``--quiet``: nothing at all.
 =========  ===============================================================================
 
@@ -45,8 +46,9 @@ def _has_rich() -> bool:
 class Stage:
     """One running stage; ``update``/``advance`` move its counter and set its note."""
 
-    def __init__(self, owner: "Progress", description: str, total: float | None, log: bool = True):
-        self.owner, self.description, self.total, self.log = owner, description, total, log
+    def __init__(self, owner: "Progress", description: str, total: float | None, log: bool = True,
+                 unit: str = ""):
+        self.owner, self.description, self.total, self.log, self.unit = owner, description, total, log, unit
         self.completed: float = 0
         self.note: str = ""
         self.started = time.perf_counter()
@@ -69,6 +71,14 @@ class Stage:
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+    def count_text(self) -> str:
+        """``"40/100"``, ``"12.5/131.0 MiB"`` (unit ``"bytes"``), or ``"40"`` without a total."""
+        if self.unit == "bytes":
+            done = f"{self.completed / 2**20:,.1f}"
+            return f"{done}/{self.total / 2**20:,.1f} MiB" if self.total else f"{done} MiB"
+        done = f"{self.completed:,.0f}"
+        return f"{done}/{self.total:,.0f}" if self.total else ("" if not self.completed else done)
 
 
 class Progress:
@@ -112,14 +122,16 @@ class Progress:
 
     # -- stages ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def stage(self, description: str, total: float | None = None, log: bool = True) -> Iterator[Stage]:
+    def stage(self, description: str, total: float | None = None, log: bool = True,
+              unit: str = "") -> Iterator[Stage]:
         """Run a stage: live display while it runs, one line ``description — note … done (elapsed)``
-        at its end (``log=False``: no line, only the live display).
+        at its end (``log=False``: no line, only the live display). ``unit="bytes"`` shows the
+        count in MiB.
 
         A stage left by an exception prints no line (the error message that follows says what
         failed) and re-raises.
         """
-        st = self.start(description, total, log)
+        st = self.start(description, total, log, unit)
         ok = False
         try:
             yield st
@@ -127,13 +139,13 @@ class Progress:
         finally:
             self.finish(st, ok)
 
-    def start(self, description: str, total: float | None = None, log: bool = True) -> Stage:
+    def start(self, description: str, total: float | None = None, log: bool = True, unit: str = "") -> Stage:
         """Begin a stage (prefer :meth:`stage`); end it with :meth:`finish`."""
-        st = Stage(self, description, total, log)
+        st = Stage(self, description, total, log, unit)
         self._open.append(st)
         if self.mode == "live":
             live = self._ensure_live()
-            st._task = live.add_task(description, total=total, note="")
+            st._task = live.add_task(description, total=total, note="", count=st.count_text())
         return st
 
     def finish(self, st: Stage, ok: bool = True) -> None:
@@ -166,19 +178,21 @@ class Progress:
     def _ensure_live(self):
         if self._live is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 
             self._console = Console(file=self.stream, force_terminal=True, highlight=False)
             self._live = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
-                                      MofNCompleteColumn(), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[count]}"), TextColumn("{task.fields[note]}"),
+                                      TimeElapsedColumn(),
                                       console=self._console, transient=True, refresh_per_second=8)
             self._live.start()
         return self._live
 
     def _refresh(self, st: Stage) -> None:
         if self._live is not None and st._task is not None:
-            self._live.update(st._task, completed=st.completed, total=st.total, note=st.note)
+            self._live.update(st._task, completed=st.completed, total=st.total, note=st.note,
+                              count=st.count_text())
 
 
 class Steps:

@@ -56,9 +56,8 @@ def run(args) -> int:
             if current:
                 progress.finish(current["stage"])
             what = f"{STAGE_NAMES.get(stage, stage)} {url if stage == 'download' else ''}".rstrip()
-            current.update(name=stage, stage=progress.start(what, total=total))
-        mib = f"{done / 2**20:,.1f}" + (f" / {total / 2**20:,.1f}" if total else "") + " MiB"
-        current["stage"].update(completed=done, total=total, note=mib)
+            current.update(name=stage, stage=progress.start(what, total=total, unit="bytes"))
+        current["stage"].update(completed=done, total=total)
 
     try:
         folder = download_caltech101(args.dest, url=url, md5=args.md5, sha256=args.sha256,
