@@ -6,8 +6,8 @@ HELP = "run the whole job end to end, offline, on the Caltech 101 sample shipped
 DESCRIPTION = """\
 Runs split → train (efficientnet_lite0, offline ImageNet weights) → evaluate → export (TorchScript,
 ONNX, int8, parity gate) → predict three test images with the torch-free runtime → a short bench,
-on 9 Caltech 101 classes x 24 images shipped in the repo. About 4 minutes on a busy 2-core CPU
-(see the README's timings); most of it is the export (ONNX + int8) and the bench.
+on 9 Caltech 101 classes x 24 images shipped in the repo. About 12 minutes on a busy 2-core CPU,
+1.5 on an idle one (see the README's timings); most of it is the export (ONNX + int8) and the bench.
 
 Headings, progress and one line per stage go to stderr; the bench tables and, at the end, a JSON
 summary (stage and total times in s, every file written, including bench.json) go to stdout.
