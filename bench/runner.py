@@ -137,8 +137,9 @@ class _WorkerProgress:
     def __init__(self, name: str, events: Path, progress: Progress):
         self.name, self.events, self.progress = name, events, progress
         self._offset = 0
-        self._key = None
-        self._stage = None
+        # Shown from the moment the worker is spawned (a fresh interpreter takes a while to start).
+        self._key = ("start", None)
+        self._stage = progress.start(f"{name}: starting", log=False)
 
     def poll(self) -> None:
         try:
