@@ -143,14 +143,14 @@ class _WorkerProgress:
 
     def poll(self) -> None:
         try:
-            with open(self.events, encoding="utf-8") as fp:
+            with open(self.events, "rb") as fp:
                 fp.seek(self._offset)
                 chunk = fp.read()
         except FileNotFoundError:
             return
-        complete = chunk[: chunk.rfind("\n") + 1]  # a line still being written waits for the next poll
-        self._offset += len(complete.encode("utf-8"))
-        for line in complete.splitlines():
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self._offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
             self._handle(json.loads(line))
 
     def _handle(self, event: dict) -> None:
