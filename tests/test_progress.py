@@ -58,9 +58,11 @@ def test_live_mode_draws_on_the_stream_and_ends_with_a_line():
     assert "calibrating … done (" in out
 
 
-def _first_output_on_a_terminal(args: list, deadline_s: float, needle: bytes) -> tuple[float | None, bytes]:
+def _first_output_on_a_terminal(args: list, deadline_s: float, needle: bytes,
+                                then: bytes | None = None) -> tuple[float | None, bytes]:
     """Run ``python -m edgeclf ARGS`` with stdout and stderr on a pseudo-terminal; return the time
-    (s from start) at which ``needle`` first appeared, and everything read until then."""
+    (s from start) at which ``needle`` first appeared, and everything read until then (or, with
+    ``then``, until ``then`` appeared after it)."""
     master, slave = pty.openpty()
     start = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "edgeclf", *map(str, args)], stdin=subprocess.DEVNULL,
@@ -68,15 +70,17 @@ def _first_output_on_a_terminal(args: list, deadline_s: float, needle: bytes) ->
     os.close(slave)
     seen, found = b"", None
     try:
-        while time.monotonic() - start < deadline_s and found is None:
+        while time.monotonic() - start < deadline_s:
             ready, _, _ = select.select([master], [], [], 0.05)
             if ready:
                 try:
                     seen += os.read(master, 65536)
                 except OSError:  # the child closed the terminal
                     break
-                if needle in seen:
+                if found is None and needle in seen:
                     found = time.monotonic() - start
+                if found is not None and (then is None or then in seen[seen.index(needle):]):
+                    break
     finally:
         proc.kill()
         proc.wait()
@@ -117,6 +121,7 @@ def test_export_shows_progress_on_a_terminal_at_once(tiny_export, tmp_path):
 def test_bench_shows_progress_on_a_terminal_at_once(tiny_export):
     _, artifact = tiny_export
     args = ["bench", artifact, "--backends", "onnx-cpu", "--batch-sizes", "1", "--warmup", "1", "--iters", "3"]
-    at, seen = _first_output_on_a_terminal(args, 30, b"onnx-cpu")
+    at, seen = _first_output_on_a_terminal(args, 60, b"onnx-cpu", then=b"p50 ")
     assert at is not None, seen
     assert at < SHOWN_WITHIN_S, f"first progress after {at:.2f} s: {seen!r}"
+    assert b"onnx-cpu batch 1" in seen and b"p50 " in seen and b"\x1b[" in seen  # live, with the current p50
