@@ -81,3 +81,26 @@ def test_compare_table_fits_with_long_file_names(width):
     assert f"A = {long_a}" in out and "B = b.json" in out
     assert sum(line.strip() == "B compared with A (ratio B/A; < 1x: B is faster)" for line in out.splitlines()) == 1
     assert "0.50x" in out and "2.00x" in out and "…" not in out
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_export_gate_table_fits(width):
+    from rich.console import Console
+
+    from edgeclf.export.parity import render_table
+
+    row = {"gate": "parity", "images": 64, "batch_sizes": [1, 5], "max_abs_prob_diff": 5.7e-9,
+           "max_abs_logit_diff": 3.0e-8, "top1_agreement": 1.0, "top3_agreement": 1.0, "passed": True}
+    report = {"passed": False, "formats": {
+        "torchscript+optimize_for_inference": row, "onnx+ort_optimizations_disabled": row,
+        "onnx-int8": {**row, "gate": "accuracy", "images": 216, "batch_sizes": [16], "top1_agreement": 0.97,
+                      "top1_accuracy": 95.37, "fp32_top1_accuracy": 96.76, "passed": False}}}
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(render_table(report))
+    out = buf.getvalue()
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= width
+    assert out.splitlines()[0].strip() == "export gates — FAILED" and "…" not in out
+    for value in ("5.7e-09", "3.0e-08", "97.0%", "95.4/96.8", "FAIL", "pass", "parity gate: 64 test images"):
+        assert value in out, value
+    if width >= 120:
+        assert "torchscript+optimize_for_inference" in out
