@@ -46,7 +46,8 @@ def test_demo_streams_results_on_stdout_story_on_stderr(demo):
     # stdout: the bench tables, then the JSON summary, nothing else.
     assert "latency and throughput per batch" in demo.stdout and "per backend" in demo.stdout
     head = demo.stdout[:demo.stdout.rindex("\n{")]
-    for story in ("── ", "1/6 split", "epoch ", "best val top-1", "… done", "parity: ONNX", "exporting ONNX"):
+    for story in ("── 1/6 split", "── summary", "epoch ", "best val top-1", "… done", "parity: ONNX",
+                  "exporting ONNX", "test top-1"):
         assert story not in head, story
     # stderr: every heading, the epoch lines, one plain line per export and bench stage, no redrawing.
     for needle in ("── 1/6 split", "── 2/6 train", "── 3/6 evaluate", "── 4/6 export", "── 6/6 bench",
