@@ -74,9 +74,11 @@ class Backend:
 class TorchBackend(Backend):
     """``eager`` / ``torchscript`` (and their ``-cuda`` variants)."""
 
-    def __init__(self, name: str, artifact_dir: Path, checkpoint: Path | None, threads: int):
+    def __init__(self, name: str, artifact_dir: Path, checkpoint: Path | None, threads: int, gpu: int = 0):
         self.name = name
         self.device = "cuda" if name.endswith("-cuda") else "cpu"
+        self.torch_device = f"cuda:{gpu}" if self.device == "cuda" else "cpu"
+        self.gpu = gpu
         self.kind = name.split("-")[0]
         self.artifact_dir, self.checkpoint, self.threads = artifact_dir, checkpoint, threads
 
@@ -85,6 +87,8 @@ class TorchBackend(Backend):
 
         if self.device == "cuda" and not torch.cuda.is_available():
             raise Skip("CUDA not available to torch (torch.cuda.is_available() is False)")
+        if self.device == "cuda" and self.gpu >= torch.cuda.device_count():
+            raise Skip(f"no GPU cuda:{self.gpu} (torch sees {torch.cuda.device_count()} CUDA device(s))")
         if self.kind == "eager":
             if self.checkpoint is None or not Path(self.checkpoint).is_file():
                 raise Skip(f"no checkpoint for the eager backend (looked for {self.checkpoint}); pass --checkpoint")
@@ -96,23 +100,23 @@ class TorchBackend(Backend):
             if not path.is_file():
                 raise Skip(f"{path.name} not in the artifact (export with --formats torchscript,onnx)")
             model = torch.jit.load(str(path), map_location="cpu")
-        self.model = model.eval().to(self.device)
+        self.model = model.eval().to(self.torch_device)
         if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
 
     @property
     def providers(self) -> list[str]:
-        return [f"torch-{self.device}"]
+        return [f"torch-{self.torch_device}"]
 
     def _sync(self):
         import torch
 
-        return torch.cuda.synchronize if self.device == "cuda" else None
+        return (lambda: torch.cuda.synchronize(self.torch_device)) if self.device == "cuda" else None
 
     def prepare(self, x):
         import torch
 
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.torch_device)
 
         def run():
             with torch.inference_mode():
@@ -123,12 +127,12 @@ class TorchBackend(Backend):
     def logits(self, x):
         from edgeclf.train.inference import eager_logits
 
-        return eager_logits(self.model, x, self.device)
+        return eager_logits(self.model, x, self.torch_device)
 
     def peak_gpu_mem_mib(self):
         import torch
 
-        return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
+        return torch.cuda.max_memory_allocated(self.torch_device) / 2**20 if self.device == "cuda" else None
 
 
 class OnnxBackend(Backend):
@@ -136,8 +140,9 @@ class OnnxBackend(Backend):
 
     FILES = {"onnx-cpu": "onnx", "onnx-cuda": "onnx", "onnx-int8": "onnx-int8", "onnx-fp16": "onnx-fp16"}
 
-    def __init__(self, name: str, artifact_dir: Path, threads: int):
+    def __init__(self, name: str, artifact_dir: Path, threads: int, gpu: int = 0):
         self.name = name
+        self.gpu = gpu
         self.device = "cuda" if name in ("onnx-cuda", "onnx-fp16") else "cpu"
         self.path = artifact_dir / FORMAT_FILES[self.FILES[name]]
         self.threads = threads
@@ -151,7 +156,8 @@ class OnnxBackend(Backend):
             raise Skip(f"{self.path.name} not in the artifact" + (f" (export with {flag})" if flag else ""))
         try:
             # the runtime's session factory: the same options and provider checks Predictor uses
-            self.engine = OrtSession(self.path, device=self.device, intra_op_threads=self.threads,
+            device = f"cuda:{self.gpu}" if self.device == "cuda" else "cpu"
+            self.engine = OrtSession(self.path, device=device, intra_op_threads=self.threads,
                                      inter_op_threads=1, graph_optimization="all")
         except ProviderError as err:
             reason = str(err).replace("; use --device cpu", "")  # that hint is predict's, not bench's
@@ -173,9 +179,9 @@ class OnnxBackend(Backend):
             feed = {self.input_name: x}
             return (lambda: session.run([self.output_name], feed)), None
         binding = session.io_binding()
-        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.gpu)
         binding.bind_ortvalue_input(self.input_name, x_dev)
-        binding.bind_output(self.output_name, "cuda", 0)
+        binding.bind_output(self.output_name, "cuda", self.gpu)
         self._keep = x_dev  # the device buffer must outlive the binding
 
         def run():
@@ -194,10 +200,11 @@ class OnnxBackend(Backend):
         return gpu_process_memory_mib()
 
 
-def make_backend(name: str, artifact_dir: Path, checkpoint: Path | None, threads: int) -> Backend:
-    """Backend object for ``name`` (one of :data:`BACKENDS`); ``ValueError`` lists the valid names."""
+def make_backend(name: str, artifact_dir: Path, checkpoint: Path | None, threads: int, gpu: int = 0) -> Backend:
+    """Backend object for ``name`` (one of :data:`BACKENDS`); GPU backends run on GPU number ``gpu``.
+    ``ValueError`` lists the valid names."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     if name.startswith("onnx"):
-        return OnnxBackend(name, Path(artifact_dir), threads)
-    return TorchBackend(name, Path(artifact_dir), checkpoint, threads)
+        return OnnxBackend(name, Path(artifact_dir), threads, gpu)
+    return TorchBackend(name, Path(artifact_dir), checkpoint, threads, gpu)

@@ -51,6 +51,8 @@ class BenchSettings:
     cpu_backends_share_threads: tuple[str, ...]
     split: str | None
     test_images: int
+    #: ``--device``: ``auto``, ``cpu`` (GPU backends skipped), ``cuda`` or ``cuda:N``
+    device: str = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)

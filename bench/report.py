@@ -79,50 +79,82 @@ def _fmt(v, digits=2) -> str:
     return str(v)
 
 
+def _ms(v) -> str:
+    """A latency or rate with 3–4 significant digits for the tables (JSON/CSV keep full floats)."""
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def settings_line(doc: dict) -> str:
+    """``arch · CPU model · N CPU threads · warmup W · I iters per row`` (printed above the tables,
+    so that no table title has to wrap)."""
+    s, env = doc["settings"], doc["environment"]
+    return (f"{doc['artifact'].get('arch')} · {env.get('cpu_model')} · {s['threads']} CPU threads · warmup"
+            f" {s['warmup']} · " + (f"{s['seconds']} s" if s.get("seconds") else f"{s['iters']} iters") + " per row")
+
+
 def print_report(doc: dict, console=None) -> None:
     """Two tables — latency/throughput per (backend, batch size), then cold start, memory and
-    accuracy per backend (skipped backends with their reason) — plus preprocessing and end-to-end lines."""
+    accuracy per backend — plus preprocessing and end-to-end lines.
+
+    Laid out for 80–160 columns: short titles, numbers right-aligned with the unit in the header,
+    and a skipped or failed backend shows a short reason in its row
+    (:func:`bench.runner.short_reason`); its full reason follows the tables once (and is in the JSON).
+    """
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
+
+    from .runner import short_reason
 
     console = console or make_console()
     s = doc["settings"]
-    env = doc["environment"]
-    timing = Table(title=f"edgeclf bench — {doc['artifact'].get('arch')} · {env['cpu_model']} · "
-                         f"{s['threads']} CPU threads · warmup {s['warmup']} · "
-                         + (f"{s['seconds']} s" if s.get("seconds") else f"{s['iters']} iters") + " per row")
-    for col in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img p50", "img/s"):
-        timing.add_column(col, justify="left" if col == "backend" else "right")
+    console.print(Text(f"edgeclf bench: {settings_line(doc)}"), soft_wrap=True)
+
+    def table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
+        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left")
+        for col in columns:  # numbers never wrap or get cut: the text columns give way first
+            t.add_column(col, justify="left" if col in left else "right", no_wrap=col not in ("providers",))
+        return t
+
+    timing = table("latency and throughput per batch",
+                   ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img", "img/s"), ("backend",))
     for r in doc["rows"]:
-        timing.add_row(r["backend"], str(r["batch_size"]), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_p90"]),
-                       _fmt(r["latency_ms_p99"]), _fmt(r["latency_ms_mean"]), _fmt(r["latency_ms_per_image_p50"]),
-                       _fmt(r["throughput_img_per_s"], 1))
+        timing.add_row(r["backend"], str(r["batch_size"]), *(_ms(r[k]) for k in (
+            "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "latency_ms_per_image_p50")),
+            _ms(r["throughput_img_per_s"]))
     console.print(timing)
 
-    per_backend = Table(title="per backend: cold start, memory, accuracy"
-                              + (f" on {s['test_images']} test images" if s.get("test_images") else ""))
-    for col in ("backend", "providers", "load ms", "1st inference ms", "peak RSS MiB", "peak GPU MiB",
-                "top-1", "agree w/ eager"):
-        per_backend.add_column(col, justify="left" if col in ("backend", "providers") else "right")
+    per_backend = table("per backend" + (f" (accuracy on {s['test_images']} test images)" if s.get("test_images") else ""),
+                        ("backend", "providers", "load ms", "1st ms", "RSS MiB", "GPU MiB", "top-1", "agree"),
+                        ("backend", "providers"))
+    not_ok = []
     for name, info in doc["backends"].items():
         if info.get("status") != "ok":
             colour = "yellow" if info.get("status") == "skipped" else "red"
-            per_backend.add_row(name, f"[{colour}]{info.get('status')}: {info.get('reason')}[/{colour}]")
+            per_backend.add_row(name, Text(f"{info.get('status')}: {short_reason(info.get('reason'))}", style=colour))
+            not_ok.append((name, info))
             continue
         acc, agree = info.get("accuracy_top1"), info.get("top1_agreement_with_eager")
         per_backend.add_row(name, ", ".join(p.replace("ExecutionProvider", "") for p in info.get("providers") or []),
                             _fmt(info.get("load_ms"), 0), _fmt(info.get("first_inference_ms"), 1),
                             _fmt(info.get("peak_rss_mib"), 0), _fmt(info.get("peak_gpu_mem_mib"), 0),
-                            f"{acc:.2%}" if acc is not None else "–", f"{agree:.2%}" if agree is not None else "–")
+                            f"{acc:.1%}" if acc is not None else "–", f"{agree:.1%}" if agree is not None else "–")
     console.print(per_backend)
+    console.print(Text("1st ms: first inference after load; RSS/GPU MiB: peak memory; agree: top-1 agreement"
+                       " with eager"), soft_wrap=True, style="dim")
+    for name, info in not_ok:
+        console.print(Text(f"{name} {info.get('status')}: {info.get('reason')}"), soft_wrap=True)
     pre = doc.get("preprocessing")
     if pre:
         console.print(f"preprocessing (runtime, per image; medians of each part and of the whole): decode"
                       f" {pre['decode_ms_p50']:.2f} ms, resize/normalize {pre['resize_normalize_ms_p50']:.2f} ms,"
-                      f" whole {pre['preprocess_ms_p50']:.2f} ms")
+                      f" whole {pre['preprocess_ms_p50']:.2f} ms", soft_wrap=True)
     e2e = doc.get("end_to_end")
     if e2e:
         console.print(f"end to end (runtime.Predictor.predict from a file, {'/'.join(e2e['providers'][:1])}): "
-                      f"p50 {e2e['latency_ms_p50']:.2f} ms, p99 {e2e['latency_ms_p99']:.2f} ms")
+                      f"p50 {e2e['latency_ms_p50']:.2f} ms, p99 {e2e['latency_ms_p99']:.2f} ms", soft_wrap=True)
 
 
 def load_bench_json(path: str | os.PathLike) -> dict:
@@ -181,16 +213,21 @@ def compare_notes(a: dict, b: dict) -> list[str]:
 
 
 def print_compare(rows: list[dict], a_name: str, b_name: str, console=None, notes=()) -> None:
+    """The rows of :func:`compare` as a table (p50 and img/s of A and B, their ratios), then ``notes``."""
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     console = console or make_console()
-    table = Table(title=f"A = {a_name}   B = {b_name}   (ratio B/A)")
+    console.print(Text(f"A = {a_name}\nB = {b_name}"), soft_wrap=True)
+    table = Table(title="B compared with A (ratio B/A; < 1x: B is faster)", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, title_justify="left")
     for col in ("backend", "batch", "A p50 ms", "B p50 ms", "p50 B/A", "A img/s", "B img/s", "img/s B/A"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
+        table.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     for r in rows:
-        table.add_row(r["backend"], str(r["batch_size"]), _fmt(r["a_latency_ms_p50"]), _fmt(r["b_latency_ms_p50"]),
-                      f"{r['p50_ratio']:.2f}x", _fmt(r["a_throughput_img_per_s"], 1),
-                      _fmt(r["b_throughput_img_per_s"], 1), f"{r['throughput_ratio']:.2f}x")
+        table.add_row(r["backend"], str(r["batch_size"]), _ms(r["a_latency_ms_p50"]), _ms(r["b_latency_ms_p50"]),
+                      f"{r['p50_ratio']:.2f}x", _ms(r["a_throughput_img_per_s"]),
+                      _ms(r["b_throughput_img_per_s"]), f"{r['throughput_ratio']:.2f}x")
     console.print(table)
     for note in notes:
-        console.print(f"[yellow]note: {note}[/yellow]")
+        console.print(Text(f"note: {note}", style="yellow"), soft_wrap=True)

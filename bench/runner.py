@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeclf.progress import Progress, as_progress
 from edgeclf.runtime.artifact import ArtifactDescription, load_artifact_json
 from edgeclf.runtime.errors import UsageError
 from edgeclf.runtime.image import load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, normalize, preprocess_batch, resize_and_crop
+from edgeclf.runtime.providers import parse_device
 
 from .backends import BACKENDS, CPU_BACKENDS
 from .document import SCHEMA, SCHEMA_VERSION
@@ -118,24 +120,155 @@ def measure_end_to_end(artifact_dir: Path, paths: list[Path], threads: int, warm
             "images": len(paths), "providers": list(predictor.providers)}
 
 
-def _run_worker(request: dict, workdir: Path, threads: int) -> dict:
-    req_path = workdir / f"req-{request['backend']}.json"
-    out_path = workdir / f"res-{request['backend']}.json"
-    req_path.write_text(json.dumps(request))
+def _worker_env(threads: int) -> dict:
+    """The environment of a worker: every OpenMP/BLAS pool pinned to ``threads``."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "edgeclf.bench.worker", str(req_path), str(out_path)],
-                              env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"backend": request["backend"], "status": "failed", "rows": [],
-                "reason": f"worker exceeded {WORKER_TIMEOUT_S} s"}
-    if not out_path.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"backend": request["backend"], "status": "failed", "rows": [],
-                "reason": f"worker exited {proc.returncode}: {' | '.join(tail)}"}
-    return json.loads(out_path.read_text())
+    return env
+
+
+class _WorkerProgress:
+    """Turns a worker's progress events (JSON lines, :class:`bench.worker.Events`) into stages:
+    ``onnx-cpu: load``, ``onnx-cpu batch 8`` (count of timed calls, current p50), ``onnx-cpu: accuracy``."""
+
+    def __init__(self, name: str, events: Path, progress: Progress):
+        self.name, self.events, self.progress = name, events, progress
+        self._offset = 0
+        # Shown from the moment the worker is spawned (a fresh interpreter takes a while to start).
+        self._key = ("start", None)
+        self._stage = progress.start(f"{name}: starting", log=False)
+
+    def poll(self) -> None:
+        try:
+            with open(self.events, "rb") as fp:
+                fp.seek(self._offset)
+                chunk = fp.read()
+        except FileNotFoundError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self._offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            self._handle(json.loads(line))
+
+    def _handle(self, event: dict) -> None:
+        step = event.get("step")
+        key = (step, event.get("batch_size"))
+        if key != self._key:
+            self.close()
+            label = f"{self.name} batch {event['batch_size']}" if step == "batch" else f"{self.name}: {step}"
+            self._key, self._stage = key, self.progress.start(label, total=event.get("total"))
+        if step == "batch":
+            p50 = event.get("latency_ms_p50")
+            self._stage.update(completed=event.get("done", 0),
+                               note=f"p50 {p50:,.2f} ms" if p50 is not None else "warm-up")
+
+    def close(self, ok: bool = True) -> None:
+        if self._stage is not None:
+            self.progress.finish(self._stage, ok)
+            self._key, self._stage = None, None
+
+
+def _run_worker(request: dict, workdir: Path, threads: int, progress: Progress | None = None) -> dict:
+    """Run one backend's worker subprocess (reporting its progress) and return its result dict;
+    a worker that crashes or exceeds :data:`WORKER_TIMEOUT_S` gives a ``failed`` result."""
+    name = request["backend"]
+    req_path, out_path = workdir / f"req-{name}.json", workdir / f"res-{name}.json"
+    events = workdir / f"events-{name}.jsonl"
+    req_path.write_text(json.dumps({**request, "events": str(events)}))
+    watcher = _WorkerProgress(name, events, as_progress(progress))
+    log_path = workdir / f"log-{name}.txt"
+    with open(log_path, "w+", encoding="utf-8", errors="replace") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeclf.bench.worker", str(req_path), str(out_path)],
+                                env=_worker_env(threads), stdout=log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + WORKER_TIMEOUT_S
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                watcher.poll()
+                time.sleep(0.1)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                watcher.close(ok=False)
+                return {"backend": name, "status": "failed", "rows": [], "reason": f"worker exceeded {WORKER_TIMEOUT_S} s"}
+        except BaseException:  # Ctrl-C: do not leave the worker running
+            proc.kill()
+            proc.wait()
+            watcher.close(ok=False)
+            raise
+        watcher.poll()
+        if not out_path.is_file():
+            watcher.close(ok=False)
+            log.seek(0)
+            tail = log.read().strip().splitlines()[-3:]
+            return {"backend": name, "status": "failed", "rows": [],
+                    "reason": f"worker exited {proc.returncode}: {' | '.join(tail)}"}
+    result = json.loads(out_path.read_text())
+    watcher.close(ok=result.get("status") != "failed")
+    if result.get("status") != "ok":
+        as_progress(progress).log(f"{name}: {result.get('status')} — {short_reason(result.get('reason'))}")
+    return result
+
+
+def short_reason(reason: str | None, limit: int = 40) -> str:
+    """The first clause of a skip/failure reason, at most ``limit`` characters (tables show this;
+    the JSON keeps the whole reason)."""
+    text = (reason or "").strip().splitlines()[0] if (reason or "").strip() else ""
+    cuts = [i for i in (text.find(sep) for sep in (" (", ": ", "; ")) if i > 0]
+    text = text[: min(cuts)] if cuts else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_settings(batch_sizes: tuple[int, ...], warmup: int) -> None:
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise UsageError(f"--batch-sizes {batch_sizes}: give positive integers")
+    if warmup < 0:
+        raise UsageError(f"--warmup {warmup}: must be >= 0")
+
+
+def _save_eval_inputs(files: list, cfg: PreprocessConfig, workdir: Path, progress: Progress) -> Path:
+    """Preprocess the test images once for every backend; return the ``.npy`` prefix the workers
+    memory-map (a backend's peak RSS then counts the pages it touches for its timed batch, not
+    the whole evaluation set)."""
+    with progress.stage(f"preprocessing {len(files)} test images", total=len(files)) as st:
+        def images():
+            for p, _ in files:
+                yield load_image(p)
+                st.advance()
+
+        x = preprocess_batch(images(), cfg)  # (N, 3, H, W) float32
+    labels = np.asarray([lbl for _, lbl in files], dtype=np.int64)
+    np.save(workdir / "inputs.x.npy", x)
+    np.save(workdir / "inputs.labels.npy", labels)
+    return workdir / "inputs"
+
+
+def _run_backends(names: list[str], request: dict, workdir: Path, threads: int, progress: Progress) -> dict:
+    """Each backend in its own worker, one after another (never concurrently): name → result.
+    With ``request["gpu"]`` None (``--device cpu``) the GPU backends are skipped without a worker."""
+    results = {}
+    for name in names:
+        if request.get("gpu") is None and name not in CPU_BACKENDS:
+            results[name] = {"backend": name, "status": "skipped", "rows": [],
+                             "reason": "--device cpu: GPU backends not run"}
+            continue
+        results[name] = _run_worker({**request, "backend": name}, workdir, threads, progress)
+    return results
+
+
+def _agreement_with_eager(results: dict) -> tuple[dict, list]:
+    """Per-backend summaries (with ``top1_agreement_with_eager`` where both predicted) and the
+    flat timing rows ``{"backend", "batch_size", ...}``."""
+    eager = results.get("eager", {})
+    rows, summary = [], {}
+    for name, res in results.items():
+        info = {k: v for k, v in res.items() if k not in ("rows", "predictions_top1")}
+        if res.get("predictions_top1") is not None and eager.get("predictions_top1") is not None:
+            a, b = np.asarray(res["predictions_top1"]), np.asarray(eager["predictions_top1"])
+            info["top1_agreement_with_eager"] = float((a == b).mean())
+        summary[name] = info
+        rows.extend({"backend": name, **row} for row in res.get("rows", []))
+    return summary, rows
 
 
 def run_bench(
@@ -151,7 +284,8 @@ def run_bench(
     checkpoint: str | os.PathLike | None = None,
     max_images: int | None = None,
     end_to_end: bool = True,
-    progress=None,
+    device: str = "auto",
+    progress: Progress | None = None,
 ) -> dict:
     """Benchmark an artifact's formats; return the result document (schema ``edgeclf.bench`` v1).
 
@@ -166,7 +300,10 @@ def run_bench(
         checkpoint: the eager backend's checkpoint (default: the one recorded in artifact.json).
         max_images: use at most this many test images.
         end_to_end: also time ``runtime.Predictor.predict`` from image files.
-        progress: optional ``callable(str)`` told which backend starts.
+        device: where the GPU backends run: ``auto`` or ``cuda`` (GPU 0), ``cuda:N`` (GPU N), or
+            ``cpu`` (GPU backends skipped). CPU backends always run on the CPU.
+        progress: an :class:`edgeclf.progress.Progress`: one stage per backend x batch size (timed
+            calls done, current p50), plus loading, accuracy, preprocessing and end-to-end stages.
     Returns:
         ``{"schema", "schema_version", "created_utc", "artifact", "settings", "environment",
         "backends": {name: {...}}, "rows": [...], "preprocessing": {...}, "end_to_end": {...}}``.
@@ -175,53 +312,29 @@ def run_bench(
     Raises:
         ArtifactError, ManifestError, UsageError: unusable artifact, split or arguments.
     """
+    progress = as_progress(progress)
     artifact_dir = Path(artifact_dir)
     artifact = load_artifact_json(artifact_dir)
     names = backends or list(BACKENDS)
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise UsageError(f"--batch-sizes {batch_sizes}: give positive integers")
-    if warmup < 0:
-        raise UsageError(f"--warmup {warmup}: must be >= 0")
+    _check_settings(batch_sizes, warmup)
+    kind, index = parse_device(device)
+    gpu = None if kind == "cpu" else (index or 0)
     threads = threads or physical_cores()
     cfg = artifact.preprocess
     class_names = list(artifact.class_names)
     ckpt = Path(checkpoint) if checkpoint else _source_checkpoint(artifact, artifact_dir)
+    files = _test_images(split, class_names, max_images) if split is not None else []
 
     with tempfile.TemporaryDirectory(prefix="edgeclf-bench-") as tmp:
         workdir = Path(tmp)
-        inputs_path, labels, files = None, None, []
-        if split is not None:
-            files = _test_images(split, class_names, max_images)
-            x = preprocess_batch((load_image(p) for p, _ in files), cfg)  # (N, 3, H, W) float32
-            labels = np.asarray([lbl for _, lbl in files], dtype=np.int64)
-            # .npy files, memory-mapped by the workers: a backend's peak RSS then counts the pages
-            # it touches for its timed batch, not the whole evaluation set.
-            inputs_path = workdir / "inputs"
-            np.save(workdir / "inputs.x.npy", x)
-            np.save(workdir / "inputs.labels.npy", labels)
-        sample_paths = [p for p, _ in files[:16]] or _sample_images(16)
-
-        results = {}
-        for name in names:
-            if progress:
-                progress(name)
-            request = {"backend": name, "artifact_dir": str(artifact_dir.resolve()),
-                       "checkpoint": str(ckpt) if ckpt else None, "batch_sizes": list(batch_sizes),
-                       "warmup": warmup, "iters": iters, "seconds": seconds, "threads": threads,
-                       "inputs": str(inputs_path) if inputs_path else None,
-                       "input_shape": list(cfg.input_shape)}
-            results[name] = _run_worker(request, workdir, threads)
-
-    eager = results.get("eager", {})
-    rows, summary = [], {}
-    for name, res in results.items():
-        info = {k: v for k, v in res.items() if k not in ("rows", "predictions_top1")}
-        if res.get("predictions_top1") is not None and eager.get("predictions_top1") is not None:
-            a, b = np.asarray(res["predictions_top1"]), np.asarray(eager["predictions_top1"])
-            info["top1_agreement_with_eager"] = float((a == b).mean())
-        summary[name] = info
-        for row in res.get("rows", []):
-            rows.append({"backend": name, **row})
+        inputs_path = _save_eval_inputs(files, cfg, workdir, progress) if files else None
+        request = {"artifact_dir": str(artifact_dir.resolve()), "checkpoint": str(ckpt) if ckpt else None,
+                   "batch_sizes": list(batch_sizes), "warmup": warmup, "iters": iters, "seconds": seconds,
+                   "threads": threads, "inputs": str(inputs_path) if inputs_path else None,
+                   "input_shape": list(cfg.input_shape), "gpu": gpu}
+        results = _run_backends(names, request, workdir, threads, progress)
+    summary, rows = _agreement_with_eager(results)
+    sample_paths = [p for p, _ in files[:16]] or _sample_images(16)
 
     doc = {
         "schema": SCHEMA,
@@ -231,15 +344,21 @@ def run_bench(
                      "num_classes": len(class_names), "checkpoint": str(ckpt) if ckpt else None},
         "settings": {"backends": names, "batch_sizes": list(batch_sizes), "warmup": warmup,
                      "iters": None if seconds else iters, "seconds": seconds, "threads": threads,
+                     "device": device,
                      "cpu_backends_share_threads": [n for n in names if n in CPU_BACKENDS],
                      "split": str(split) if split else None, "test_images": len(files)},
         "environment": collect_environment(threads),
         "backends": summary,
         "rows": rows,
-        "preprocessing": measure_preprocessing(sample_paths, cfg) if sample_paths else None,
+        "preprocessing": None,
     }
-    if end_to_end and sample_paths:
-        doc["end_to_end"] = measure_end_to_end(artifact_dir, sample_paths, threads)
+    if sample_paths:
+        with progress.stage(f"preprocessing cost ({len(sample_paths)} images)"):
+            doc["preprocessing"] = measure_preprocessing(sample_paths, cfg)
+        if end_to_end:
+            with progress.stage("end to end (Predictor.predict from a file)") as st:
+                doc["end_to_end"] = measure_end_to_end(artifact_dir, sample_paths, threads)
+                st.update(note=f"p50 {doc['end_to_end']['latency_ms_p50']:,.2f} ms")
     return doc
 
 

@@ -40,6 +40,7 @@ def time_repeated(
     seconds: float | None = None,
     sync: Callable[[], object] | None = None,
     min_iters: int = 5,
+    on_sample: Callable[[list], object] | None = None,
 ) -> Samples:
     """Call ``fn()`` ``warmup`` times untimed, then time ``iters`` calls (or fill ``seconds``).
 
@@ -49,6 +50,8 @@ def time_repeated(
         iters: timed calls; ignored when ``seconds`` is given.
         seconds: time budget for timed calls instead of a count (at least ``min_iters`` calls).
         sync: called after each ``fn()`` inside the timed region (GPU: wait for the device).
+        on_sample: called with the list of times so far (ms) after each timed call, outside the
+            timed region (progress reports; keep it cheap).
     Returns:
         :class:`Samples` with one entry per timed call, in ms.
     Raises:
@@ -69,6 +72,8 @@ def time_repeated(
         fn()
         sync()
         times.append((time.perf_counter_ns() - t0) / 1e6)
+        if on_sample is not None:
+            on_sample(times)
         if deadline is None:
             if len(times) >= iters:
                 break

@@ -8,7 +8,8 @@ JSON. Thread counts are fixed through the environment before torch/onnxruntime l
 Request keys: ``backend``, ``artifact_dir``, ``checkpoint`` (or null), ``batch_sizes``,
 ``warmup``, ``iters``, ``seconds``, ``threads``, ``inputs`` (a path prefix P: ``P.x.npy`` holds
 float32 (N, 3, H, W) preprocessed images, ``P.labels.npy`` int64 (N,) labels; or null),
-``input_shape`` [3, H, W].
+``input_shape`` [3, H, W], ``gpu`` (GPU number of the GPU backends, default 0), ``events`` (optional path: progress events are appended to it as JSON
+lines, ``{"step": "load"|"batch"|"accuracy", ...}``, read live by the parent).
 
 ``peak_rss_mib`` is read after the timed loops and before the accuracy pass, and the images are
 memory-mapped, so it measures the backend (framework, model, one batch), not the evaluation set.
@@ -53,11 +54,42 @@ def bench_input(x_eval: np.ndarray | None, batch_size: int, input_shape) -> np.n
     return np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)
 
 
-def run_request(req: dict) -> dict:
+class Events:
+    """Progress events for the parent, appended as JSON lines to ``path`` (nothing if ``None``).
+
+    ``sample(times)`` (a :func:`bench.timing.time_repeated` ``on_sample``) reports the running p50
+    at most every ``interval_s`` seconds.
+    """
+
+    def __init__(self, path: str | None, interval_s: float = 0.25):
+        self.fp = open(path, "a", encoding="utf-8") if path else None
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._batch: dict = {}
+
+    def emit(self, **event) -> None:
+        if self.fp is not None:
+            self.fp.write(json.dumps(event) + "\n")
+            self.fp.flush()
+
+    def batch(self, batch_size: int, total: int | None) -> None:
+        self._batch = {"step": "batch", "batch_size": batch_size, "total": total}
+        self.emit(**self._batch, done=0)
+
+    def sample(self, times: list) -> None:
+        now = time.perf_counter()
+        if self.fp is not None and now - self._last >= self.interval_s:
+            self._last = now
+            self.emit(**self._batch, done=len(times), latency_ms_p50=float(np.median(times)))
+
+
+def run_request(req: dict, events: Events | None = None) -> dict:
     """Measure one backend as ``req`` says; return the result dict (see :mod:`bench.runner`)."""
     from .backends import Skip, make_backend
     from .timing import summarize, time_repeated
 
+    events = events or Events(req.get("events"))
+    events.emit(step="load")
     name = req["backend"]
     result: dict = {"backend": name, "status": "ok", "reason": None, "rows": []}
     t0 = time.perf_counter()
@@ -73,7 +105,8 @@ def run_request(req: dict) -> dict:
             pass
     result["import_ms"] = (time.perf_counter() - t0) * 1000
     backend = make_backend(name, Path(req["artifact_dir"]),
-                           Path(req["checkpoint"]) if req.get("checkpoint") else None, req["threads"])
+                           Path(req["checkpoint"]) if req.get("checkpoint") else None, req["threads"],
+                           gpu=req.get("gpu") or 0)
     try:
         t0 = time.perf_counter()
         backend.load()
@@ -96,14 +129,18 @@ def run_request(req: dict) -> dict:
     result["first_inference_ms"] = (time.perf_counter() - t0) * 1000
 
     for bs in req["batch_sizes"]:
+        events.batch(bs, None if req.get("seconds") else req.get("iters"))
         run, sync = backend.prepare(bench_input(x_eval, bs, shape))
         samples = time_repeated(run, warmup=req["warmup"], iters=req.get("iters"),
-                                seconds=req.get("seconds"), sync=sync)
+                                seconds=req.get("seconds"), sync=sync, on_sample=events.sample)
         result["rows"].append({"batch_size": bs, **summarize(samples, bs)})
+        events.emit(**events._batch, done=int(samples.times_ms.size),
+                    latency_ms_p50=result["rows"][-1]["latency_ms_p50"])
 
     result["peak_rss_mib"] = _peak_rss_mib()
     result["peak_gpu_mem_mib"] = backend.peak_gpu_mem_mib()
     if x_eval is not None:
+        events.emit(step="accuracy", total=int(len(x_eval)))
         labels = np.load(req["inputs"] + ".labels.npy")
         from edgeclf.runtime.inference import top_k
 

@@ -123,7 +123,9 @@ def export_checkpoint(
         max_parity_images: test images used by the fp32 parity gate (evenly spread), <= 64 default.
         max_accuracy_drop: allowed top-1 accuracy drop of fp16/int8 vs fp32 ONNX, in points (0-100).
         calibration_images: training images used to calibrate int8.
-        progress: optional ``callable(str)`` told about each step (the CLI prints them).
+        progress: optional ``callable(str)`` told as each step starts (the CLI shows each one as a
+            progress stage, ended by the next call): loading, decoding images, each format's export,
+            each gate, int8 calibration.
     Returns:
         The artifact description, also written to ``out_dir/artifact.json``: ``formats`` (file,
         sha256, size_bytes, precision per format), ``input``/``output`` spec, ``class_names``,
@@ -159,7 +161,7 @@ def export_checkpoint(
     metadata = info.to_metadata()
 
     manifest, split_path, split_matches = images_mod.resolve_split(ckpt, checkpoint, split)
-    say(f"decoding test images of {split_path}")
+    say(f"decoding test images of {split_path}" + (" and int8 calibration images" if int8 else ""))
     parity_set = images_mod.load_subset(manifest, "test", cfg, max_parity_images, source=str(split_path))
     test_set = (images_mod.load_subset(manifest, "test", cfg, None, source=str(split_path))
                 if (fp16 or int8) else None)
@@ -167,6 +169,7 @@ def export_checkpoint(
                  if int8 else None)
 
     example = torch.from_numpy(parity_set.inputs[:1]).repeat(ts_mod.EXPORT_BATCH_SIZE, 1, 1, 1)
+    say("reference outputs of the eager model")
     eager = runners.torch_runner(model)
     reference = {b: parity_mod.run_batched(eager, parity_set.inputs, b) for b in parity_mod.PARITY_BATCH_SIZES}
     gate_rows: dict[str, dict] = {}
@@ -209,6 +212,7 @@ def export_checkpoint(
                 say("converting ONNX to fp16")
                 path16 = tmp / FORMAT_FILES["onnx-fp16"]
                 onnx_mod.convert_fp16(path, path16, metadata, len(class_names), cfg.crop_size)
+                say("accuracy gate: fp16")
                 gate_rows["onnx-fp16"] = _accuracy_row(path16, "fp16", fp32_test, test_set, max_accuracy_drop)
                 files["onnx-fp16"] = _file_entry(path16, "fp16", opset=opset, io_dtype="float32",
                                                  converter="onnxruntime.transformers.float16 (keep_io_types)")
@@ -219,6 +223,7 @@ def export_checkpoint(
                 import onnx
 
                 onnx_mod.validate(onnx.load(str(path8)), opset, len(class_names), cfg.crop_size, "onnx-int8")
+                say("accuracy gate: int8")
                 gate_rows["onnx-int8"] = _accuracy_row(path8, "int8", fp32_test, test_set, max_accuracy_drop)
                 files["onnx-int8"] = _file_entry(path8, "int8", opset=opset, quantization=settings)
 

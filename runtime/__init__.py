@@ -34,6 +34,7 @@ __all__ = [
     "InvalidImageError",
     "ModelInfo",
     "Prediction",
+    "Predictions",
     "Predictor",
     "PreprocessConfig",
     "RemoteError",
@@ -47,7 +48,7 @@ __all__ = [
 
 
 def __getattr__(name):  # lazy: keeps `import edgeclf.runtime` free of onnxruntime until a Predictor is needed
-    if name in ("Predictor", "Prediction"):
+    if name in ("Predictor", "Prediction", "Predictions"):
         from . import predictor
 
         return getattr(predictor, name)

@@ -45,7 +45,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageAspectRatioError, ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from .errors import ImageAspectRatioError, ImageNotFoundError, ImageTooLargeError, InvalidImageError, UsageError
 from .walk import REASON_TEXT, has_image_extension, image_extensions, is_image_filename, walk  # noqa: F401
 
 #: Default maximum number of pixels (width x height) accepted before decoding: 89.5 Mpx,
@@ -58,6 +58,15 @@ DEFAULT_MAX_PIXELS = 89_478_485
 #: Wide panoramas (up to ~12:1) pass; strips, progress bars and 1-pixel lines do not.
 MAX_ASPECT_RATIO = 50
 
+#: Images whose shorter side is below this many pixels are still classified, but with a warning
+#: (``Predictions.warnings``, the ``warnings`` field of ``edgeclf predict --json``): upscaled to the
+#: model's input size (224 px for the shipped recipes), 32 px or less holds too little detail
+#: for an answer to mean much — an 8 x 8 px icon still gets a confident label.
+MIN_MEANINGFUL_SIDE = 32
+
+#: The message for an empty path (the CLI and :func:`load_image` use the same words).
+EMPTY_PATH_MESSAGE = "empty path: give an image file, folder or URL"
+
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
 
 log = logging.getLogger("edgeclf.image")
@@ -67,6 +76,14 @@ def __getattr__(name):  # IMAGE_SUFFIXES is derived from Pillow on first use (ke
     if name == "IMAGE_SUFFIXES":
         return image_extensions()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def image_warnings(img: Image.Image, min_side: int = MIN_MEANINGFUL_SIDE) -> list[str]:
+    """Reasons not to trust a prediction for this decoded image, e.g. ``["small image: 8x8 px
+    (short side < 32 px)"]``; empty when the image is fine."""
+    if min(img.size) < min_side:
+        return [f"small image: {img.width}x{img.height} px (short side < {min_side} px)"]
+    return []
 
 
 def expand_inputs(items, skipped: list | None = None) -> list[tuple[str, object]]:
@@ -298,7 +315,10 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     read (else the image is used as stored) and a warning naming the input is logged on the
     ``edgeclf.image`` logger. Any other exception a
     crafted file makes Pillow raise becomes an :class:`InvalidImageError` naming the input.
+        UsageError: an empty path (``""``), which would otherwise mean the current directory.
     """
+    if isinstance(source, (str, os.PathLike)) and not os.fspath(source).strip():
+        raise UsageError(EMPTY_PATH_MESSAGE)
     name = name or _describe(source)
     if isinstance(source, Image.Image):
         check_size(source.width, source.height, name, max_pixels)

@@ -38,11 +38,21 @@ import numpy as np
 from .artifact import INPUT_NAME, ModelInfo, resolve_model_file
 from .errors import ArtifactError, InvalidImageError, UsageError
 from .fetch import FetchOptions, is_url, load_image_url
-from .image import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from .image import DEFAULT_MAX_PIXELS, ImageSource, image_warnings, load_image
 from .inference import OrtSession, Prediction, softmax, top_k_predictions
 from .preprocess import preprocess
 
 ON_ERROR = ("raise", "return")
+
+
+class Predictions(list):
+    """The top-k :class:`Prediction` s of one image (a ``list``, most probable first), plus
+    ``warnings``: reasons not to trust them, e.g. ``["small image: 8x8 px (short side < 32 px)"]``
+    (see :data:`runtime.image.MIN_MEANINGFUL_SIDE`); empty for an ordinary image."""
+
+    def __init__(self, predictions: Iterable[Prediction] = (), warnings: Sequence[str] = ()):
+        super().__init__(predictions)
+        self.warnings: list[str] = list(warnings)
 
 
 class Predictor:
@@ -51,8 +61,9 @@ class Predictor:
     Args:
         artifact: an artifact directory (written by ``edgeclf export``; the ONNX file for
             ``precision`` is used) or a path to an ``.onnx`` file carrying edgeclf metadata.
-        device: ``"auto"`` (CUDA only when it really works, else CPU), ``"cpu"`` or ``"cuda"``
-            (raise :class:`ProviderError` unless CUDA is active). See :mod:`runtime.providers`.
+        device: ``"auto"`` (CUDA only when it really works, else CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"`` (GPU number N; both raise :class:`ProviderError` unless CUDA is active).
+            See :mod:`runtime.providers`.
         providers: explicit onnxruntime providers (names or ``(name, options)`` tuples), taking
             precedence over ``device``; each one except the CPU provider must end up active.
         intra_op_threads: onnxruntime intra-op thread count (``None``: onnxruntime's default,
@@ -161,6 +172,11 @@ class Predictor:
             return load_image_url(image, max_pixels=self.max_pixels, options=self.fetch)
         return load_image(image, max_pixels=self.max_pixels)
 
+    def _prepare(self, image: ImageSource) -> tuple[np.ndarray, list[str]]:
+        """Decode and preprocess one input: float32 (3, crop, crop) and its warnings."""
+        img = self.load(image)
+        return preprocess(img, self.preprocess_config), image_warnings(img)
+
     def _check_k(self, top_k: int) -> int:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UsageError(f"top_k={top_k!r}: give an integer >= 1")
@@ -174,15 +190,17 @@ class Predictor:
                 or a numpy uint8 (H, W, 3) RGB array.
             top_k: how many classes to return (capped at the number of classes).
         Returns:
-            ``min(top_k, num_classes)`` :class:`Prediction` s sorted by probability, descending.
+            ``min(top_k, num_classes)`` :class:`Prediction` s sorted by probability, descending,
+            as :class:`Predictions` (a list whose ``warnings`` flag e.g. a tiny image).
         Raises:
             InvalidImageError (or its subclasses ImageNotFoundError, ImageTooLargeError,
             ImageFetchError): the input cannot be read/decoded; the message names it.
-            UsageError: bad ``top_k``.
+            UsageError: bad ``top_k``; an empty path.
         """
         k = self._check_k(top_k)
-        x = preprocess(self.load(image), self.preprocess_config)[None]  # (1, 3, H, W)
-        return top_k_predictions(softmax(self.logits(x))[0], k, self.class_names)
+        x, warnings = self._prepare(image)
+        probs = softmax(self.logits(x[None]))[0]  # (1, 3, H, W) in, (C,) out
+        return Predictions(top_k_predictions(probs, k, self.class_names), warnings)
 
     def predict_batch(self, images: Iterable[ImageSource], top_k: int = 3, batch_size: int = 32,
                       on_error: str = "raise") -> list:
@@ -198,8 +216,9 @@ class Predictor:
                 the input's position, e.g. ``images[3] (<bytes>): empty``; the other results are
                 lost. ``"return"`` puts the exception object in that input's place and goes on.
         Returns:
-            One entry per input, in order: ``list[Prediction]``, or (``on_error="return"``) the
-            :class:`InvalidImageError` for an input that failed.
+            One entry per input, in order: :class:`Predictions` (a ``list[Prediction]`` with
+            ``warnings``), or (``on_error="return"``) the :class:`InvalidImageError` for an input
+            that failed.
         Raises:
             InvalidImageError: with ``on_error="raise"``, the first input that failed.
             UsageError: bad ``top_k``, ``batch_size`` or ``on_error``.
@@ -214,16 +233,17 @@ class Predictor:
             arrays, slots = [], []
             for i, image in chunk:
                 try:
-                    arrays.append(preprocess(self.load(image), self.preprocess_config))
+                    x, warnings = self._prepare(image)
+                    arrays.append(x)
                 except InvalidImageError as err:
                     if on_error == "raise":
                         raise type(err)(f"images[{i}] ({err.source})", err.reason) from err
                     slots.append(err)
                 else:
-                    slots.append(None)
+                    slots.append(warnings)
             probs = iter(softmax(self.logits(np.stack(arrays))) if arrays else ())
-            results.extend(top_k_predictions(next(probs), k, self.class_names) if s is None else s
-                           for s in slots)
+            results.extend(s if isinstance(s, Exception) else
+                           Predictions(top_k_predictions(next(probs), k, self.class_names), s) for s in slots)
         return results
 
     def __repr__(self) -> str:

@@ -14,6 +14,8 @@ Device rule (``Predictor(device=...)``):
            the created session lists ``CUDAExecutionProvider`` as active. The CPU provider stays
            in the list on purpose: the CUDA provider itself places a few shape-computation nodes
            on the CPU, so ``session.disable_cpu_ep_fallback`` would refuse most real models.
+``cuda:N`` like ``cuda`` on GPU number N (``("CUDAExecutionProvider", {"device_id": N})``);
+           :class:`ProviderError` unless the driver reports more than N devices.
 ``auto``   like ``cuda`` when the build has the CUDA provider and the driver reports a device
            (checked without touching onnxruntime, so CPU-only machines get no CUDA error
            logs); if the session then does not activate CUDA, the CPU session is kept and the
@@ -35,7 +37,7 @@ from .errors import ProviderError, UsageError
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N" (see parse_device)
 #: Providers that mean "runs on an NVIDIA GPU".
 GPU_PROVIDERS = (CUDA, TENSORRT)
 
@@ -72,12 +74,27 @@ def provider_name(spec: ProviderSpec) -> str:
     return spec[0] if isinstance(spec, tuple) else spec
 
 
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``"auto"|"cpu"|"cuda"|"cuda:N"`` → ``(kind, N or None)``, e.g. ``"cuda:1"`` → ``("cuda", 1)``.
+
+    Raises:
+        UsageError: anything else (the message gives the syntax).
+    """
+    if isinstance(device, str):
+        if device in DEVICES:
+            return device, None
+        kind, _, index = device.partition(":")
+        if kind == "cuda" and index.isdigit():
+            return "cuda", int(index)
+    raise UsageError(f"device={device!r}: use auto, cpu, cuda or cuda:N (N = GPU number, e.g. cuda:0)")
+
+
 def plan_providers(device: str, providers: Sequence[ProviderSpec] | None,
                    available: Sequence[str]) -> tuple[list[ProviderSpec], list[str], str | None]:
     """Decide the provider list to request for a session.
 
     Args:
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (ignored when ``providers`` is given).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (ignored when ``providers`` is given).
         providers: an explicit onnxruntime provider list (names or ``(name, options)`` tuples),
             or ``None`` to derive it from ``device``.
         available: ``onnxruntime.get_available_providers()``.
@@ -90,8 +107,7 @@ def plan_providers(device: str, providers: Sequence[ProviderSpec] | None,
         ProviderError: ``device="cuda"`` (or a requested provider) that this onnxruntime build or
             this machine cannot provide.
     """
-    if device not in DEVICES:
-        raise UsageError(f"device={device!r}: use one of {', '.join(DEVICES)}")
+    device, index = parse_device(device)
     if providers is not None:
         request = list(providers)
         if not request or not all(isinstance(provider_name(p), str) for p in request):
@@ -115,7 +131,12 @@ def plan_providers(device: str, providers: Sequence[ProviderSpec] | None,
             raise ProviderError("device='cuda': the NVIDIA driver reports no CUDA device (no driver"
                                 " library, no GPU, or CUDA_VISIBLE_DEVICES hides them); use --device cpu")
         return [CPU], [], "no CUDA device reported by the driver"
-    return [CUDA, CPU], ([CUDA] if device == "cuda" else []), None
+    if index is None:
+        return [CUDA, CPU], ([CUDA] if device == "cuda" else []), None
+    if index >= n:
+        raise ProviderError(f"device='cuda:{index}': the NVIDIA driver reports {n} CUDA device(s),"
+                            f" numbered 0..{n - 1} (CUDA_VISIBLE_DEVICES renumbers them)")
+    return [(CUDA, {"device_id": index}), CPU], [CUDA], None
 
 
 def check_active(required: Sequence[str], active: Sequence[str], model: str) -> None:

@@ -20,11 +20,48 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from edgeclf.bench.demo import run_demo
-    from edgeclf.bench.report import make_console
+    """``edgeclf demo --epochs 3 --bench-iters 5`` at the shell, stdout and stderr captured apart;
+    its result rebuilt from the JSON summary (stdout) and the files it wrote."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from conftest import cli_env
 
     out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, epochs=3, bench_iters=5, console=make_console(quiet=True))
+    r = subprocess.run([sys.executable, "-m", "edgeclf", "demo", "--out", str(out), "--epochs", "3",
+                        "--bench-iters", "5"], capture_output=True, text=True, env=cli_env(), timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout[r.stdout.rindex("\n{") + 1:])  # the final JSON summary closes stdout
+    return SimpleNamespace(
+        stdout=r.stdout, stderr=r.stderr, summary=summary, out_dir=out,
+        split_path=out / "split.json", checkpoint=out / "run" / "best.pt", artifact_dir=out / "artifact",
+        test_top1=summary["test_top1"], test_top3=summary["test_top3"], stage_seconds=summary["stage_seconds"],
+        predictions=[(p["input"], [(q["label"], q["probability"]) for q in p["predictions"]])
+                     for p in summary["predictions"]],
+        bench=json.loads((out / "bench.json").read_text()))
+
+
+def test_demo_streams_results_on_stdout_story_on_stderr(demo):
+    # stdout: the bench tables, then the JSON summary, nothing else.
+    assert "latency and throughput per batch" in demo.stdout and "per backend" in demo.stdout
+    head = demo.stdout[:demo.stdout.rindex("\n{")]
+    for story in ("── 1/6 split", "── summary", "epoch ", "best val top-1", "… done", "parity: ONNX",
+                  "exporting ONNX", "test top-1"):
+        assert story not in head, story
+    # stderr: every heading, the epoch lines, one plain line per export and bench stage, no redrawing.
+    for needle in ("── 1/6 split", "── 2/6 train", "── 3/6 evaluate", "── 4/6 export", "── 6/6 bench",
+                   "epoch   3/3", "evaluating 27 test images … done", "export: parity: ONNX … done",
+                   "export: quantizing ONNX to int8", "onnx-cpu batch 8 — p50 ", "── summary", "total"):
+        assert needle in demo.stderr, needle
+    assert "\x1b[" not in demo.stderr and "\r" not in demo.stderr
+    assert "latency and throughput" not in demo.stderr
+    # The summary names the total time and every file written, bench.json included.
+    s = demo.summary
+    files = sorted(str(p.relative_to(demo.out_dir)) for p in demo.out_dir.rglob("*") if p.is_file())
+    assert s["files"] == files and "bench.json" in files and "artifact/model.int8.onnx" in files
+    assert s["bench_json"] == str(demo.out_dir / "bench.json")
+    assert s["total_seconds"] >= sum(s["stage_seconds"].values()) - 0.5 > 0
 
 
 def test_demo_runs_every_stage(demo):

@@ -288,7 +288,7 @@ def test_bench_compare_on_a_bad_file_is_a_one_line_error(bench_doc, tmp_path, ru
     (tmp_path / "b.json").write_text(json.dumps(mutate(bench_doc, "rows", delete=True)))
     r = run_cli("bench", "compare", tmp_path / "a.json", tmp_path / "b.json", timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip() == f"edgeclf bench: error: {tmp_path / 'b.json'}: field 'rows': missing"
+    assert r.stderr.strip() == f"edgeclf bench compare: error: {tmp_path / 'b.json'}: field 'rows': missing"
 
 
 # -- checkpoint ------------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ def test_evaluate_cli_writes_the_confusion_matrix_beside_its_json(tmp_path, monk
     out = tmp_path / "elsewhere" / "eval.json"
     out.parent.mkdir()
     assert main(["evaluate", str(tmp_path / "best.pt"), "--split", "s.json", "--json", str(out)]) == 0
-    shown = capsys.readouterr().out
+    shown = capsys.readouterr().err  # "wrote" lines are logs: stderr
     for name in ("confusion_matrix.png", "confusion_matrix_normalized.png"):
         with Image.open(out.parent / name) as im:
             assert im.format == "PNG"

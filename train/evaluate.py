@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,8 @@ TOP_K_LISTED = 3
 
 def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: PreprocessConfig,
                    batch_size: int = 64, device: str = "auto", workers: int | None = None,
-                   sha256s: Sequence[str | None] | None = None) -> np.ndarray:
+                   sha256s: Sequence[str | None] | None = None,
+                   on_batch: Callable[[int], object] | None = None) -> np.ndarray:
     """Logits of an eager model for image files, in the order given.
 
     Each file is decoded by :func:`runtime.image.load_image` and turned into the model input by
@@ -44,6 +45,7 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: DataLoader workers (``None``: :func:`train.devices.default_workers`).
         sha256s: expected sha256 (hex) per path, checked on the bytes read (None: no check).
+        on_batch: called with the number of images of each batch once it is done (progress).
     Returns:
         float32 array (N, C).
     Raises:
@@ -69,7 +71,8 @@ def predict_logits(model, paths: Sequence[str | os.PathLike], preprocess_cfg: Pr
     # Only the input goes channels_last (the convolutions follow it; ~3x faster on CPU); the
     # caller's model keeps its memory format.
     try:
-        return eager_logits(model, loader, dev, channels_last=devices.use_channels_last(dev.type))
+        return eager_logits(model, loader, dev, channels_last=devices.use_channels_last(dev.type),
+                            on_batch=on_batch)
     except DatasetError as err:
         raise unwrap_worker_error(err) from err
 
@@ -130,7 +133,7 @@ def compute_metrics(logits: np.ndarray, labels: Sequence[int], class_names: Sequ
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike, subset: str = "test",
                         json_out: str | os.PathLike | None = None, batch_size: int = 64,
                         device: str = "auto", *, data_root: str | os.PathLike | None = None,
-                        workers: int | None = None, on_changed: str = "error") -> dict[str, Any]:
+                        workers: int | None = None, on_changed: str = "error", progress=None) -> dict[str, Any]:
     """Evaluate a training checkpoint on one subset of a split manifest.
 
     Args:
@@ -143,6 +146,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
         on_changed: a file whose bytes differ from the manifest's sha256: ``"error"`` refuses
             naming it; ``"exclude"`` verifies every file first, scores the others and lists the
             left-out ones in the report's ``excluded``.
+        progress: an :class:`edgeclf.progress.Progress` (one stage, images done of the subset).
     Returns:
         :func:`compute_metrics`'s dict (paths relative to the data root) plus ``checkpoint``,
         ``split``, ``subset``, ``arch``, ``epoch`` and ``split_matches_checkpoint`` (whether the
@@ -166,6 +170,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
     entries = manifest.entries(subset)
     if not entries:
         raise UsageError(f"--subset {subset}: {split} has no {subset} images")
+    from edgeclf.progress import as_progress
+
     from .datasets import drop_changed
 
     kept, excluded = drop_changed(manifest.files(subset), on_changed)
@@ -175,9 +181,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str | os.PathLike,
         raise DatasetError(f"--subset {subset}: no image left after excluding {len(excluded)} changed file(s);"
                            " re-run `edgeclf split`")
     model = model_from_checkpoint(ckpt)
-    logits = predict_logits(model, [manifest.data_root / e.path for e in entries], preprocess_of(ckpt),
-                            batch_size=batch_size, device=device, workers=workers,
-                            sha256s=[e.sha256 for e in entries])
+    with as_progress(progress).stage(f"evaluating {len(entries)} {subset} images", total=len(entries)) as st:
+        logits = predict_logits(model, [manifest.data_root / e.path for e in entries], preprocess_of(ckpt),
+                                batch_size=batch_size, device=device, workers=workers,
+                                sha256s=[e.sha256 for e in entries], on_batch=st.advance)
     report = compute_metrics(logits, [e.label for e in entries], manifest.classes, [e.path for e in entries])
     report = {
         "checkpoint": str(Path(checkpoint).resolve()), "split": str(Path(split).resolve()), "subset": subset,

@@ -26,7 +26,7 @@ def _as_tensor(batch):
 
 
 def eager_logits(model, inputs: "np.ndarray | torch.Tensor | Iterable", device="cpu", batch_size: int | None = None,
-                 channels_last: bool = False) -> np.ndarray:
+                 channels_last: bool = False, on_batch=None) -> np.ndarray:
     """The model's outputs for preprocessed inputs, as float32 numpy.
 
     Args:
@@ -40,6 +40,7 @@ def eager_logits(model, inputs: "np.ndarray | torch.Tensor | Iterable", device="
         batch_size: images per forward pass when ``inputs`` is one array/tensor.
         channels_last: move each input batch to ``torch.channels_last`` (faster convolutions on
             CPU); the model's own memory format is left alone.
+        on_batch: called with the number of rows of each batch once it is done (progress).
     Returns:
         float32 (N, C), rows in input order; (0, 0) when there were no inputs.
     Raises:
@@ -63,6 +64,8 @@ def eager_logits(model, inputs: "np.ndarray | torch.Tensor | Iterable", device="
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             out.append(model(x).float().cpu().numpy())
+            if on_batch is not None:
+                on_batch(len(out[-1]))
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)

@@ -1,4 +1,4 @@
-"""Console reporting for training: rich progress bars and one summary line per epoch.
+"""Console reporting for training: live progress (:mod:`edgeclf.progress`) and one summary line per epoch.
 
 Only rank 0 reports. ``Reporter(enabled=False)`` is silent (library use, tests).
 """
@@ -27,18 +27,15 @@ class Reporter:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int, unit: str = "img") -> Iterator[Callable[[int], None]]:
-        """``with reporter.task("features", n) as advance: advance(k)`` — a transient progress bar."""
+        """``with reporter.task("features", n) as advance: advance(k)`` — a live stage of
+        :mod:`edgeclf.progress` on a terminal; nothing in logs and pipes (the epoch lines say it all)."""
         if self._console is None or not self._console.is_terminal:
-            yield lambda k: None  # no bars in logs and pipes: the epoch lines say it all
+            yield lambda k: None
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from edgeclf.progress import Progress
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=self._console, transient=True) as progress:
-            task_id = progress.add_task(description, total=total)
-            yield lambda k: progress.advance(task_id, k)
+        with Progress("live").stage(f"{description} ({unit})", total=total, log=False) as stage:
+            yield stage.advance
 
     def epoch(self, row: dict, epochs: int, is_best: bool) -> None:
         """One summary line for a finished epoch (a history row)."""

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-HELP = "benchmark every exported format on CPU/GPU execution providers (or compare two runs)"
+HELP = "benchmark every exported format on CPU/GPU execution providers (compare two runs: bench compare)"
 DESCRIPTION = """\
-Benchmark an artifact directory, each backend in a fresh process, side by side:
-
-  edgeclf bench ARTIFACT_DIR [--backends eager,torchscript,onnx-cpu,onnx-cuda,onnx-int8,onnx-fp16]
-                [--batch-sizes 1,8,32] [--warmup 10] [--iters 100 | --seconds S] [--threads N]
-                [--split SPLIT.json] [--json OUT.json] [--csv OUT.csv]
-  edgeclf bench compare A.json B.json        ratios B/A of p50 latency and throughput
-  edgeclf bench serve (ARTIFACT_DIR | URL) [--concurrency 1,4,16,64] [--seconds S] [--json OUT.json]
-                                             `edgeclf serve` under load, micro-batching on/off,
-                                             beside the in-process Predictor
+Benchmark ARTIFACT_DIR (written by `edgeclf export`): each backend in a fresh process, one after
+another, with the same input batch and thread count: p50/p90/p99 latency and throughput per
+batch size, load time, first inference, peak memory and (with --split) top-1 accuracy and
+agreement with the eager model.
 
 Backends: eager, eager-cuda, torchscript, torchscript-cuda, onnx-cpu, onnx-cuda, onnx-int8,
 onnx-fp16. GPU backends without a usable GPU are listed as skipped, with the reason.
+Tables go to stdout, progress (backend x batch size, current p50) to stderr.
+Compare two runs: edgeclf bench compare A.json B.json (see edgeclf bench compare --help).
+
+example:
+  edgeclf bench artifact/ --split split.json --backends onnx-cpu,onnx-int8 --json bench.json
 """
+
+#: Sub-subcommands with their own parser: ``edgeclf bench compare A.json B.json``.
+SUBCOMMANDS = {"compare": "bench_compare", "serve": "bench_serve"}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -32,39 +35,36 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("target", nargs="+", metavar="ARTIFACT_DIR | compare A.json B.json | serve ARTIFACT_DIR|URL")
-    parser.add_argument("--concurrency", type=_int_list, default=(1, 4, 16, 64),
-                        help="bench serve: concurrent clients per level (default 1,4,16,64)")
-    parser.add_argument("--backends", default=None, help="comma-separated backends (default: all)")
-    parser.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), help="default: 1,8,32")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
+    from ._common import add_device, add_quiet
+
+    parser.add_argument("artifact_dir", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export)")
+    parser.add_argument("--backends", default=None, metavar="NAME,...", help="comma-separated backends (default: all)")
+    parser.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), metavar="N,...", help="default: 1,8,32")
+    parser.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed calls before timing (default: 10)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--iters", type=int, default=100, help="timed calls per batch size (default: 100)")
-    group.add_argument("--seconds", type=float, default=None, help="time budget per batch size instead of --iters")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for every CPU backend (default: physical cores)")
-    parser.add_argument("--split", default=None, help="split manifest: accuracy on its test images")
-    parser.add_argument("--max-images", type=int, default=None, help="use at most N test images")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint for the eager backend (default: from artifact.json)")
-    parser.add_argument("--json", dest="json_out", default=None, help="write the result document here")
-    parser.add_argument("--csv", dest="csv_out", default=None, help="write one row per backend x batch size here")
+    group.add_argument("--iters", type=int, default=100, metavar="N", help="timed calls per batch size (default: 100)")
+    group.add_argument("--seconds", type=float, default=None, metavar="S",
+                       help="time budget per batch size instead of --iters, in seconds")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="intra-op threads for every CPU backend (default: physical cores)")
+    add_device(parser, "GPU of the GPU backends (-cuda, onnx-fp16); cpu skips them")
+    parser.add_argument("--split", default=None, metavar="SPLIT.json", help="split manifest: accuracy on its test images")
+    parser.add_argument("--max-images", type=int, default=None, metavar="N", help="use at most N test images")
+    parser.add_argument("--checkpoint", default=None, metavar="RUN_DIR/best.pt",
+                        help="checkpoint for the eager backends (default: the one recorded in artifact.json)")
+    parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json", help="write the result document here")
+    parser.add_argument("--csv", dest="csv_out", default=None, metavar="OUT.csv",
+                        help="write one row per backend x batch size here")
+    add_quiet(parser)
 
 
 def run(args) -> int:
-    from edgeclf.runtime.errors import UsageError
+    import sys
 
     from edgeclf.bench import report
+    from edgeclf.progress import for_cli
+    from edgeclf.runtime.errors import UsageError
 
-    if args.target[0] == "compare":
-        if len(args.target) != 3:
-            raise UsageError("usage: edgeclf bench compare A.json B.json")
-        a, b = (report.load_bench_json(p) for p in args.target[1:])
-        report.print_compare(report.compare(a, b), args.target[1], args.target[2],
-                             notes=report.compare_notes(a, b))
-        return 0
-    if args.target[0] == "serve":
-        return _run_serve(args)
-    if len(args.target) != 1:
-        raise UsageError(f"expected one ARTIFACT_DIR, got {args.target}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be >= 1")
     if args.seconds is not None and not args.seconds > 0:
@@ -74,37 +74,24 @@ def run(args) -> int:
 
     from edgeclf.bench.runner import parse_backends, run_bench
 
-    console = report.make_console()
-    doc = run_bench(
-        args.target[0], backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
-        warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
-        split=args.split, checkpoint=args.checkpoint, max_images=args.max_images,
-        progress=lambda name: console.print(f"[dim]benchmarking {name} …[/dim]"),
-    )
-    report.print_report(doc, console)
+    progress = for_cli(args.quiet, prefix="edgeclf bench: ")
+    try:
+        doc = run_bench(
+            args.artifact_dir, backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
+            warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
+            split=args.split, checkpoint=args.checkpoint, max_images=args.max_images, device=args.device,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    report.print_report(doc, report.make_console())
     if args.json_out:
         report.write_json(doc, args.json_out)
+        progress.log(f"wrote {args.json_out}")
     if args.csv_out:
         report.write_csv(doc, args.csv_out)
+        progress.log(f"wrote {args.csv_out}")
     failed = [n for n, info in doc["backends"].items() if info.get("status") == "failed"]
     for n in failed:
-        console.print(f"[red]{n} failed: {doc['backends'][n]['reason']}[/red]")
+        print(f"edgeclf bench: error: {n} failed: {doc['backends'][n]['reason']}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _run_serve(args) -> int:
-    import sys
-
-    from edgeclf.bench import report, serve_load
-    from edgeclf.runtime.errors import UsageError
-
-    if len(args.target) != 2:
-        raise UsageError("usage: edgeclf bench serve (ARTIFACT_DIR | URL) [--concurrency 1,4,16,64] [--seconds S]")
-    doc = serve_load.run_serve_bench(args.target[1], concurrency=args.concurrency, seconds=args.seconds or 5.0,
-                                     threads=args.threads,
-                                     progress=lambda msg: print(f"bench serve: {msg} …", file=sys.stderr, flush=True))
-    print(serve_load.format_report(doc))
-    if args.json_out:
-        report.write_json(doc, args.json_out)
-    errors = sum(r["errors"] for m in doc["served"].values() for r in m.values())
-    return 1 if errors else 0

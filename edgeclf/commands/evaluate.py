@@ -7,10 +7,10 @@ HELP = "top-1/top-3, per-class precision/recall/F1 and confusion matrix of a che
 DESCRIPTION = """\
 Evaluate a training checkpoint on a subset (default: test) of a split manifest: top-1 and top-3
 accuracy, per-class precision/recall/F1 and support, the confusion matrix (rows = true class),
-and the misclassified files with their top-3. Prints tables and writes JSON (default
+and the misclassified files with their top-3. Prints tables (stdout) and writes JSON (default
 RUN_DIR/eval_<subset>.json beside the checkpoint) and, beside the JSON, the confusion matrix as
 confusion_matrix.png (counts) and confusion_matrix_normalized.png (for --subset val/train:
-confusion_matrix_<subset>*.png).
+confusion_matrix_<subset>*.png); progress goes to stderr.
 
 example:
   edgeclf evaluate runs/eff/best.pt --split split.json
@@ -26,9 +26,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--subset", default="test", choices=("train", "val", "test"), help="default: test")
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", default=None,
                         help="report file (default: RUN_DIR/eval_<subset>.json)")
-    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
-    parser.add_argument("--data-root", default=None, help="images folder, if moved since the split was written")
+    from ._common import add_device, add_quiet
+
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="default: %(default)s")
+    add_device(parser)
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="images folder, if moved since the split was written")
+    add_quiet(parser)
     parser.add_argument("--on-changed", choices=("error", "exclude"), default="error",
                         help="a file whose bytes differ from the split's sha256: error (default: refuse, naming"
                              " it) or exclude (verify all first, score the others, list them)")
@@ -76,19 +80,24 @@ def render(report: dict) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from edgeclf.progress import for_cli
     from edgeclf.runtime.files import display_name, utf8_stdio
     from edgeclf.train.evaluate import evaluate_checkpoint
 
     utf8_stdio()
     json_out = args.json_out or Path(args.checkpoint).resolve().parent / f"eval_{args.subset}.json"
-    report = evaluate_checkpoint(args.checkpoint, args.split, subset=args.subset, json_out=json_out,
-                                 batch_size=args.batch_size, device=args.device, data_root=args.data_root,
-                                 on_changed=args.on_changed)
+    progress = for_cli(args.quiet, prefix="edgeclf evaluate: ")
+    try:
+        report = evaluate_checkpoint(args.checkpoint, args.split, subset=args.subset, json_out=json_out,
+                                     batch_size=args.batch_size, device=args.device, data_root=args.data_root,
+                                     on_changed=args.on_changed, progress=progress)
+    finally:
+        progress.close()
     render(report)
-    print(f"wrote {display_name(json_out)}")
+    progress.log(f"wrote {display_name(json_out)}")
     from edgeclf.train.plots import write_evaluation_figures
 
     stem = "confusion_matrix" if args.subset == "test" else f"confusion_matrix_{args.subset}"
     for fig in write_evaluation_figures(report, Path(json_out).parent, stem=stem):
-        print(f"wrote {display_name(fig.path)}")
+        progress.log(f"wrote {display_name(fig.path)}")
     return 0

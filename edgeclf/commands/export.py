@@ -12,16 +12,24 @@ Nothing is written unless every gate passes: TorchScript and ONNX must match the
 to 64 real test images of the split (max |Δ softmax| <= 1e-4, identical top-1, at batch sizes 1
 and 5); fp16/int8 must lose at most --max-accuracy-drop points of top-1 accuracy on the test split.
 
+Progress (each format, each gate, int8 calibration) goes to stderr; the gate table and the files
+written go to stdout.
+
 exit codes: 0 exported; 1 a gate failed or the exporter failed; 2 bad arguments or input.
+
+example:
+  edgeclf export runs/eff/best.pt --out artifact/ --int8
 """
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN_DIR/best.pt written by `edgeclf train`")
+    from ._common import add_quiet
+
+    parser.add_argument("checkpoint", metavar="RUN_DIR/best.pt", help="checkpoint written by `edgeclf train`")
     parser.add_argument("--out", required=True, metavar="ARTIFACT_DIR", help="artifact directory to create")
-    parser.add_argument("--formats", default="torchscript,onnx",
+    parser.add_argument("--formats", default="torchscript,onnx", metavar="FORMAT,...",
                         help="comma-separated: torchscript, onnx (default: both)")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18; 18..23 with torch 2.14)")
+    parser.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset (default 18; 18..23 with torch 2.14)")
     parser.add_argument("--split", default=None, metavar="SPLIT.json",
                         help="split manifest for the gates (default: the one recorded in the checkpoint)")
     parser.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (fp16 weights, for GPUs)")
@@ -33,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--calibration-images", type=int, default=200, metavar="N",
                         help="training images to calibrate int8 (default 200)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty ARTIFACT_DIR (after success)")
+    add_quiet(parser)
 
 
 def _print_report(console, report: dict) -> None:
@@ -47,23 +56,33 @@ def run(args) -> int:
 
     from rich.console import Console
 
-    from edgeclf.export import export_checkpoint
-    from edgeclf.export.errors import GateError
+    from edgeclf.progress import for_cli
     from edgeclf.runtime.artifact import PARITY_JSON
 
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for the gate table, no wrapping
         console = Console(width=180)
+    progress = for_cli(args.quiet, prefix="edgeclf export: ")
+    steps = progress.steps()
     try:
-        description = export_checkpoint(
-            args.checkpoint, args.out, formats=args.formats, opset=args.opset, split=args.split,
-            fp16=args.fp16, int8=args.int8, force=args.force, max_parity_images=args.max_parity_images,
-            max_accuracy_drop=args.max_accuracy_drop, calibration_images=args.calibration_images,
-            progress=lambda msg: console.print(f"[dim]{msg}…[/]", soft_wrap=True),
-        )
-    except GateError as err:
-        _print_report(console, err.report)
-        raise
+        steps("importing torch and onnx", log=False)  # seconds on a busy machine: show it at once
+        from edgeclf.export import export_checkpoint
+        from edgeclf.export.errors import GateError
+
+        try:
+            with steps:
+                description = export_checkpoint(
+                    args.checkpoint, args.out, formats=args.formats, opset=args.opset, split=args.split,
+                    fp16=args.fp16, int8=args.int8, force=args.force, max_parity_images=args.max_parity_images,
+                    max_accuracy_drop=args.max_accuracy_drop, calibration_images=args.calibration_images,
+                    progress=steps,
+                )
+        except GateError as err:
+            _print_report(console, err.report)
+            raise
+    finally:
+        steps.close(ok=False)
+        progress.close()
     out = Path(args.out)
     _print_report(console, json.loads((out / PARITY_JSON).read_text(encoding="utf-8")))
     for fmt, entry in description["formats"].items():

@@ -12,13 +12,16 @@ sorted) and http(s) URLs. An input that cannot be read (including a dangling lin
 in a folder) prints a one-line error on stderr and the run goes on. Files in folders skipped for
 their extension or a hidden name are counted and named on stderr ("skipped 3 files: ...").
 Output is UTF-8 whatever the locale; a file name that is not valid UTF-8 shows its odd bytes as
-\xe9 in the table and as the JSON escape \udce9 in --json (json.loads + os.fsencode give the
+\\xe9 in the table and as the JSON escape \\udce9 in --json (json.loads + os.fsencode give the
 bytes back).
 
 Output: a table (file, top-k labels with percentages) on stdout, or with --json one JSON object
-per input and line: {"input": ..., "predictions": [{"label", "index", "probability"}, ...]} or
-{"input": ..., "error": ..., "error_type": ...}. The model and the execution provider actually
-used are printed on stderr.
+per input and line: {"input": ..., "predictions": [{"label", "index", "probability"}, ...],
+"warnings": [...]} or {"input": ..., "error": ..., "error_type": ...}. The model and the execution
+provider actually used, errors and warnings are printed on stderr.
+
+An image whose shorter side is under 32 px is still classified, but flagged: a "warnings" entry
+in JSON, "(!)" after its name in the table, and a warning line on stderr.
 
 Exit codes: 0 every input predicted; 1 some inputs failed; 2 unusable artifact or bad usage.
 
@@ -28,12 +31,13 @@ example:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("artifact", metavar="ARTIFACT", help="artifact directory or .onnx file")
+    from ._common import add_device
+
+    parser.add_argument("artifact", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export), or a .onnx file")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_URL_OR_DIR", help="images, folders or http(s) URLs")
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="labels per image (default 3)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA only if it really works (default); cuda: fail if it does not")
+    add_device(parser, "onnxruntime execution provider")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                         help="which ONNX file of the artifact directory to use (default fp32)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -77,12 +81,16 @@ def run(args) -> int:
                 failed += 1
                 print(f"edgeclf predict: error: {display_name(str(result))}", file=sys.stderr, flush=True)
                 if args.json:
-                    print(json_dumps({"input": name, "error": str(result), "error_type": type(result).__name__}),
-                          flush=True)
-            elif args.json:
-                print(json_dumps({"input": name, "predictions": [p.to_dict() for p in result]}), flush=True)
+                    print(json_dumps({"input": name, "error": str(result), "error_type": type(result).__name__}), flush=True)
             else:
-                rows.append((display_name(name), result))
+                warnings = list(getattr(result, "warnings", ()))
+                for w in warnings:
+                    print(f"edgeclf predict: warning: {display_name(name)}: {w}", file=sys.stderr, flush=True)
+                if args.json:
+                    print(json_dumps({"input": name, "predictions": [p.to_dict() for p in result],
+                                      "warnings": warnings}), flush=True)
+                else:
+                    rows.append((display_name(name), result))
     if not args.json:
         print_table(rows, args.top_k)
     report_skipped(skipped)
@@ -112,7 +120,9 @@ def report_skipped(skipped, file=None) -> None:
 
 
 def print_table(rows, top_k: int, file=None) -> None:
-    """Print ``rows`` of ``(name, list[Prediction])``: one line per input, "label 97.1%" per column.
+    """Print ``rows`` of ``(name, list[Prediction])``: one line per input, "label 97.1%" per column;
+    an input with warnings (:class:`runtime.predictor.Predictions`) gets "(!)" after its name and
+    its warnings listed under the table.
 
     Uses rich when it is installed (it is not a runtime dependency), plain aligned text otherwise.
     """
@@ -121,8 +131,11 @@ def print_table(rows, top_k: int, file=None) -> None:
     file = file or sys.stdout
     k = max((len(preds) for _, preds in rows), default=min(top_k, 1))
     header = ["file"] + [f"top-{i + 1}" for i in range(k)]
-    cells = [[name] + [f"{p.label} {p.probability * 100:.1f}%" for p in preds] + [""] * (k - len(preds))
-             for name, preds in rows]
+    flagged = [(name, w) for name, preds in rows for w in getattr(preds, "warnings", ())]
+    marked = {name for name, _ in flagged}
+    cells = [[name + (" (!)" if name in marked else "")] + [f"{p.label} {p.probability * 100:.1f}%" for p in preds]
+             + [""] * (k - len(preds)) for name, preds in rows]
+    notes = [f"(!) {name}: {w}" for name, w in flagged]
     try:
         from rich.console import Console
         from rich.table import Table
@@ -131,6 +144,8 @@ def print_table(rows, top_k: int, file=None) -> None:
         widths = [max(len(r[i]) for r in [header] + cells) for i in range(len(header))]
         for r in [header] + cells:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=file)
+        for note in notes:
+            print(note, file=file)
         return
     table = Table(*header, box=None, pad_edge=False)
     for r in cells:
@@ -138,3 +153,5 @@ def print_table(rows, top_k: int, file=None) -> None:
     # Wide enough that no cell is wrapped or cut when stdout is a pipe (rich assumes 80 columns).
     width = sum(max(len(r[i]) for r in [header] + cells) + 2 for i in range(len(header)))
     Console(file=file, width=max(80, width)).print(table)
+    for note in notes:
+        print(note, file=file)

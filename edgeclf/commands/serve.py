@@ -27,7 +27,7 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("artifact", metavar="ARTIFACT", help="artifact directory or .onnx file")
+    parser.add_argument("artifact", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export), or an .onnx file in it")
     parser.add_argument("--model-name", default="edgeclf", metavar="NAME", help="name in the URLs (default edgeclf)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
@@ -36,8 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-grpc", action="store_true", help="serve REST only")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="REST worker processes, each with its own onnxruntime session (default 1)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA only if it really works (default); cuda: fail if it does not")
+    from ._common import add_device
+
+    add_device(parser)
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                         help="which ONNX file of the artifact directory to serve (default fp32)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",

@@ -23,6 +23,9 @@ extension, ...); 1 manifest written, but some image files could not be used (emp
 too large, extreme aspect ratio, dangling link, link loop, unreadable): they are listed;
 2 bad usage or unusable DATA_DIR (nothing written).
 
+Needs only the base install (no torch). The summary goes to stdout; on trees of 500 files or
+more, progress of the reading and hashing goes to stderr.
+
 example:
   edgeclf split data/101_ObjectCategories --out split.json --classes Leopards airplanes camera
 """
@@ -32,6 +35,9 @@ MAX_NAMES_SHOWN = 10
 #: Exclusion reasons that mean an input failed (exit code 1); the others are deliberate skips.
 FAILED_REASONS = ("empty", "undecodable", "too_large", "extreme_aspect_ratio", "dangling_link", "link_loop",
                   "unreadable")
+#: From this many files on, checking them is a stage with a line of its own when stderr is
+#: redirected (on a terminal the live display shows every split).
+LOGGED_FROM_FILES = 500
 
 
 def add_arguments(parser) -> None:
@@ -41,16 +47,14 @@ def add_arguments(parser) -> None:
                         help="class folders to use, in label order (default: all folders, sorted by name)")
     parser.add_argument("--ratios", nargs=3, type=float, default=[0.75, 0.125, 0.125],
                         metavar=("TRAIN", "VAL", "TEST"), help="shares summing to 1 (default: 0.75 0.125 0.125)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed, >= 0 (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="shuffle seed, >= 0 (default: 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def run(args) -> int:
-    import sys
     import time
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from edgeclf.progress import for_cli
     from edgeclf.runtime.files import display_name, utf8_stdio
     from edgeclf.runtime.manifest import write_manifest
     from edgeclf.train.split import check_output_path, list_class_folders, split_dataset, validate_ratios
@@ -59,60 +63,82 @@ def run(args) -> int:
     validate_ratios(args.ratios)
     out = check_output_path(args.out, args.data_dir)
     start = time.perf_counter()
-    err_console = Console(stderr=True)
-    with Progress(TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("check", total=None)
+    progress = for_cli(args.quiet, prefix="edgeclf split: ")
+    stage = None
+
+    def checked(done: int, total: int) -> None:
+        nonlocal stage
+        if stage is None:
+            stage = progress.start(f"reading and hashing {total:,} files", total=total, log=total >= LOGGED_FROM_FILES)
+        stage.update(completed=done)
+
+    try:
         manifest = split_dataset(args.data_dir, classes=args.classes, ratios=args.ratios, seed=args.seed,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                 progress=checked)
+        if stage is not None:
+            progress.finish(stage)
+    finally:
+        progress.close()
     digest = write_manifest(manifest, out)
     seconds = time.perf_counter() - start
 
-    console = Console(file=sys.stdout, highlight=False)
-    print_summary(console, manifest, list_class_folders(args.data_dir))
-    console.print(f"wrote {display_name(out)} (sha256 {digest[:16]}…) in {seconds:.1f} s", markup=False)
+    print_summary(manifest, list_class_folders(args.data_dir))
+    print(f"wrote {display_name(out)} (sha256 {digest[:16]}…) in {seconds:.1f} s")
     failed = sum(manifest.excluded_counts.get(r, 0) for r in FAILED_REASONS)
     if failed:
-        console.print(f"{failed} image file(s) could not be used ({', '.join(r for r in FAILED_REASONS if manifest.excluded_counts.get(r))});"
-                      " they are listed above and in the manifest's \"excluded\" (exit 1)", markup=False, soft_wrap=True)
+        reasons = ", ".join(r for r in FAILED_REASONS if manifest.excluded_counts.get(r))
+        print(f"{failed} image file(s) could not be used ({reasons}); they are listed above and in the"
+              " manifest's \"excluded\" (exit 1)")
     return 1 if failed else 0
 
 
-def print_summary(console, manifest, folders: list[str]) -> None:
-    """Per-class counts table, unselected folders, and exclusions per reason with file names."""
-    from rich.table import Table
-    from rich.text import Text
+def _table(title: str, header: list[str], rows: list[list[str]], right: set[int]) -> None:
+    """A table on stdout: rich when installed (it is not a base dependency), else aligned text."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        print(title)
+        for r in [header] + rows:
+            print("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        return
+    table = Table(title=title)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="right" if i in right else "left")
+    for r in rows:
+        table.add_row(*r, style="bold" if r is rows[-1] else None)
+    Console(highlight=False, markup=False).print(table)
 
+
+def print_summary(manifest, folders: list[str]) -> None:
+    """Per-class counts table, unselected folders, and exclusions per reason with file names (stdout)."""
     from edgeclf.runtime.files import display_name
     from edgeclf.runtime.manifest import SUBSETS
 
-    table = Table(title=f"split of {display_name(manifest.data_root)} (seed {manifest.seed}, ratios "
-                        + "/".join(f"{manifest.ratios[s]:g}" for s in SUBSETS) + ")")
-    table.add_column("label", justify="right")
-    table.add_column("class")
-    for s in SUBSETS:
-        table.add_column(s, justify="right")
-    table.add_column("total", justify="right")
+    rows = []
     for label, cls in enumerate(manifest.classes):
         c = manifest.counts[cls]
-        table.add_row(str(label), Text(display_name(cls)), *(str(c[s]) for s in SUBSETS), str(sum(c.values())))
+        rows.append([str(label), display_name(cls), *(str(c[s]) for s in SUBSETS), str(sum(c.values()))])
     totals = [len(manifest.splits[s]) for s in SUBSETS]
-    pct = [f"{n} ({100 * n / max(1, sum(totals)):.1f}%)" for n in totals]
-    table.add_row("", "all", *pct, str(sum(totals)), style="bold")
-    console.print(table)
+    rows.append(["", "all", *(f"{n} ({100 * n / max(1, sum(totals)):.1f}%)" for n in totals), str(sum(totals))])
+    _table(f"split of {display_name(manifest.data_root)} (seed {manifest.seed}, ratios "
+           + "/".join(f"{manifest.ratios[s]:g}" for s in SUBSETS) + ")",
+           ["label", "class", *SUBSETS, "total"], rows, right={0, 2, 3, 4, 5})
 
     unused = [f for f in folders if f not in manifest.classes]
     if unused:
-        console.print(f"folders not used as classes: {', '.join(map(display_name, unused))}"
-                      " (name them in --classes to include)", markup=False)
+        print(f"folders not used as classes: {', '.join(map(display_name, unused))}"
+              " (name them in --classes to include)")
     if not manifest.excluded:
-        console.print("excluded: none")
+        print("excluded: none")
         return
-    console.print(f"excluded: {len(manifest.excluded)} file(s) (all listed in the manifest's \"excluded\")")
+    print(f"excluded: {len(manifest.excluded)} file(s) (all listed in the manifest's \"excluded\")")
     for reason, n in manifest.excluded_counts.items():
         if not n:
             continue
         names = [display_name(e["path"] + (f" ({e['detail']})" if e.get("detail") and reason in FAILED_REASONS else ""))
                  for e in manifest.excluded if e["reason"] == reason]
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (f", … {n - MAX_NAMES_SHOWN} more" if n > MAX_NAMES_SHOWN else "")
-        console.print(f"  {reason}: {n}: {shown}", markup=False, soft_wrap=True)  # one line per reason, never wrapped
+        print(f"  {reason}: {n}: {shown}")  # one line per reason, never wrapped

@@ -10,6 +10,7 @@ By default the backbone is frozen (BatchNorm in eval mode) and its features are 
 image (feature cache), then the classification head trains for --epochs on them. --unfreeze
 fine-tunes everything, the backbone at a 10x lower learning rate.
 
+Progress bars and one line per epoch go to stderr; the final JSON summary to stdout.
 Writes RUN_DIR/best.pt (best validation accuracy), RUN_DIR/last.pt, RUN_DIR/history.csv and
 history.json (one row per epoch), RUN_DIR/features.pt (the feature cache).
 Continue an interrupted run with --resume RUN_DIR/last.pt (same split, same recipe).
@@ -32,34 +33,37 @@ RECIPE_OPTIONS = ("arch", "weights", "epochs", "batch_size", "lr", "weight_decay
 
 
 def add_arguments(parser) -> None:
+    from ._common import add_device
+
     d = SHOWN_DEFAULTS
     parser.add_argument("--split", required=True, metavar="SPLIT.json", help="split manifest (edgeclf split)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="output folder for checkpoints and history")
-    parser.add_argument("--arch", help=f"backbone: resnet50, efficientnet_lite0 (offline ImageNet weights),"
+    parser.add_argument("--arch", metavar="ARCH", help=f"backbone: resnet50, efficientnet_lite0 (offline ImageNet weights),"
                                        f" tiny_cnn (tests) (default: {d['arch']})")
-    parser.add_argument("--weights",
+    parser.add_argument("--weights", metavar="WEIGHTS",
                         help="backbone weights: resnet50 DEFAULT|IMAGENET1K_V1|IMAGENET1K_V2, efficientnet_lite0"
                              " IMAGENET; 'none' (random) or a state dict PATH (default: the arch's ImageNet weights)")
-    parser.add_argument("--epochs", type=int, help=f"epochs (default: {d['epochs']})")
-    parser.add_argument("--batch-size", type=int, help=f"batch size per process (default: {d['batch_size']})")
-    parser.add_argument("--lr", type=float, help=f"head learning rate, Adam, cosine schedule (default: {d['lr']})")
-    parser.add_argument("--weight-decay", type=float, help=f"Adam weight decay (default: {d['weight_decay']})")
-    parser.add_argument("--dropout", type=float, help=f"head dropout (default: {d['dropout']})")
-    parser.add_argument("--seed", type=int, help=f"random seed (default: {d['seed']})")
-    parser.add_argument("--aug-views", type=int,
+    parser.add_argument("--epochs", metavar="N", type=int, help=f"epochs (default: {d['epochs']})")
+    parser.add_argument("--batch-size", metavar="N", type=int, help=f"batch size per process (default: {d['batch_size']})")
+    parser.add_argument("--lr", metavar="LR", type=float, help=f"head learning rate, Adam, cosine schedule (default: {d['lr']})")
+    parser.add_argument("--weight-decay", metavar="WD", type=float, help=f"Adam weight decay (default: {d['weight_decay']})")
+    parser.add_argument("--dropout", metavar="P", type=float, help=f"head dropout (default: {d['dropout']})")
+    parser.add_argument("--seed", metavar="N", type=int, help=f"random seed (default: {d['seed']})")
+    parser.add_argument("--aug-views", metavar="N", type=int,
                         help=f"augmented views per train image added to the feature cache (default: {d['aug_views']})")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
+    add_device(parser)
     parser.add_argument("--resume", metavar="RUN_DIR/last.pt", default=None,
                         help="continue an interrupted run (its recipe is kept)")
     parser.add_argument("--unfreeze", action="store_true", help="fine-tune the backbone too (lr x 0.1)")
     parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                         help="recompute the frozen backbone every epoch (slow; the reference behaviour)")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: by device)")
-    parser.add_argument("--data-root", default=None, help="images folder, if moved since the split was written")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: by device)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="images folder, if moved since the split was written")
     parser.add_argument("--on-changed", choices=("error", "exclude"), default="error",
                         help="a file whose bytes differ from the split's sha256: error (default: refuse, naming"
                              " it) or exclude (verify all first, train without them, list them)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines on stderr")
 
 
 def run(args) -> int:

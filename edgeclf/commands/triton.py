@@ -16,7 +16,7 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("artifact", metavar="ARTIFACT", help="artifact directory or .onnx file")
+    parser.add_argument("artifact", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export), or an .onnx file in it")
     parser.add_argument("--out", required=True, metavar="DIR", help="model repository folder (created if missing)")
     parser.add_argument("--name", default="edgeclf", help="model name and folder (default edgeclf)")
     parser.add_argument("--max-batch-size", type=int, default=32, metavar="N", help="default 32")
