@@ -111,45 +111,45 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
     def done(name: str):
         times[name] = time.perf_counter() - times[name]
 
-    stage("1/6 split")
+    stage("1/7 split")
     manifest = split_dataset(data_dir, seed=0)
     split_path = out / "split.json"
     write_manifest(manifest, split_path)
     n = {s: len(manifest.entries(s)) for s in ("train", "val", "test")}
     progress.log(f"{len(manifest.classes)} classes; train {n['train']}, val {n['val']}, test {n['test']} images"
                  f" → {split_path}")
-    done("1/6 split")
+    done("1/7 split")
 
-    stage("2/6 train")
+    stage("2/7 train")
     result = train_model(split_path, out / "run", arch="efficientnet_lite0", epochs=epochs, seed=0,
                          progress=progress.enabled)
     progress.log(f"best val top-1 {result.best_val_acc:.2%} → {result.best_checkpoint}")
-    done("2/6 train")
+    done("2/7 train")
 
-    stage("3/6 evaluate")
+    stage("3/7 evaluate")
     ev = evaluate_checkpoint(result.best_checkpoint, split_path, subset="test",
                              json_out=out / "run" / "eval_test.json", progress=progress)
     progress.log(f"test top-1 {ev['top1']:.2%}, top-3 {ev['top3']:.2%} on {ev['num_images']} images")
-    done("3/6 evaluate")
+    done("3/7 evaluate")
 
-    stage("4/6 export")
+    stage("4/7 export")
     artifact_dir = out / "artifact"
     with progress.steps("export: ") as steps:
         description = export_checkpoint(result.best_checkpoint, artifact_dir, split=split_path, int8=int8,
                                         progress=steps)
     progress.log(f"formats {', '.join(description['formats'])} → {artifact_dir} (parity gate passed)")
-    done("4/6 export")
+    done("4/7 export")
 
-    stage("5/6 predict (torch-free runtime)")
+    stage("5/7 predict (torch-free runtime)")
     predictor = Predictor(artifact_dir, device="cpu")
     predictions = []
     for path, _label in manifest.files("test")[:: max(1, n["test"] // 3)][:3]:
         top = predictor.predict(path)
         predictions.append((str(path), [(p.label, p.probability) for p in top]))
         progress.log(f"{path.parent.name}/{path.name}: " + ", ".join(f"{p.label} {p.probability:.1%}" for p in top))
-    done("5/6 predict (torch-free runtime)")
+    done("5/7 predict (torch-free runtime)")
 
-    stage("6/6 bench")
+    stage("6/7 bench")
     from edgeclf.bench.report import print_report, write_json
 
     backends = ["eager", "torchscript", "onnx-cpu"] + (["onnx-int8"] if int8 else []) + ["onnx-cuda"]
@@ -157,13 +157,13 @@ def run_demo(out_dir: str | os.PathLike = "edgeclf-demo", *, data_dir: str | os.
                     split=split_path, progress=progress)
     print_report(doc, console)
     write_json(doc, out / "bench.json")
-    done("6/6 bench")
+    done("6/7 bench")
 
-    stage("report")
+    stage("7/7 report")
     from edgeclf.bench.model_report import build_report
 
     report = build_report(out / "run", out / "report", artifact_dir=artifact_dir, bench_paths=[out / "bench.json"])
-    done("report")
+    done("7/7 report")
 
     total = time.perf_counter() - t_start
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())

@@ -33,12 +33,17 @@ class EdgeclfError(Exception):
     exit_code = 2
 
 
-def first_line(err: BaseException, limit: int = 200) -> str:
+def first_line(err: BaseException, limit: int = 240) -> str:
     """``"TypeName: first line of the message"``, at most ``limit`` characters — for wrapping a
-    library's (often multi-line) error text into edgeclf's one-line messages."""
+    library's (often multi-line) error text into edgeclf's one-line messages. A longer line keeps
+    its start and its end (libraries such as onnxruntime put the reason last, after a source
+    location: "... model.cc:179 ... Unsupported model IR version: 10, max supported IR version: 9")."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + " … " + text[-(limit - head - 3):]
 
 
 class UsageError(EdgeclfError, ValueError):

@@ -46,11 +46,11 @@ def test_demo_streams_results_on_stdout_story_on_stderr(demo):
     # stdout: the bench tables, then the JSON summary, nothing else.
     assert "latency and throughput per batch" in demo.stdout and "per backend" in demo.stdout
     head = demo.stdout[:demo.stdout.rindex("\n{")]
-    for story in ("── 1/6 split", "── summary", "epoch ", "best val top-1", "… done", "parity: ONNX",
+    for story in ("── 1/7 split", "── summary", "epoch ", "best val top-1", "… done", "parity: ONNX",
                   "exporting ONNX", "test top-1"):
         assert story not in head, story
     # stderr: every heading, the epoch lines, one plain line per export and bench stage, no redrawing.
-    for needle in ("── 1/6 split", "── 2/6 train", "── 3/6 evaluate", "── 4/6 export", "── 6/6 bench",
+    for needle in ("── 1/7 split", "── 2/7 train", "── 3/7 evaluate", "── 4/7 export", "── 6/7 bench",
                    "epoch   3/3", "evaluating 27 test images … done", "export: parity: ONNX … done",
                    "export: quantizing ONNX to int8", "onnx-cpu batch 8 — p50 ", "── summary", "total"):
         assert needle in demo.stderr, needle
@@ -80,8 +80,8 @@ def test_demo_runs_every_stage(demo):
         probs = [p for _, p in top]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
         assert all(label in NINE_CLASSES for label, _ in top)
-    assert set(demo.stage_seconds) == {"1/6 split", "2/6 train", "3/6 evaluate", "4/6 export",
-                                       "5/6 predict (torch-free runtime)", "6/6 bench"}
+    assert set(demo.stage_seconds) == {"1/7 split", "2/7 train", "3/7 evaluate", "4/7 export",
+                                       "5/7 predict (torch-free runtime)", "6/7 bench", "7/7 report"}
 
 
 def test_bench_json_schema_and_ordered_percentiles(demo):
