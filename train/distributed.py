@@ -80,14 +80,21 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), local_rank=local, world_size=dist.get_world_size(), backend=backend)
 
 
-def shutdown_distributed(info: DistInfo) -> None:
-    """Leave the process group created by :func:`init_distributed` (no-op for one process)."""
-    if info.distributed:
-        import torch.distributed as dist
+def leave_process_group(info: DistInfo, wait_for_others: bool = True) -> None:
+    """Leave the process group created by :func:`init_distributed` (no-op for one process).
 
-        if dist.is_initialized():
+    Args:
+        wait_for_others: barrier first, so no process tears down while another still talks to
+            it; pass False when leaving on an error (the others may never arrive).
+    """
+    if not info.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        if wait_for_others:
             dist.barrier()
-            dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
