@@ -74,6 +74,14 @@ def init_distributed(device_type: str) -> DistInfo:
 
     backend = backend_for(device_type)
     if not dist.is_initialized():
+        # DistributedDataParallel imports torch._dynamo on first use, and that import keeps
+        # references to the default process group existing at that moment in module state. Such a
+        # group survives destroy_process_group(): its gloo threads (and rank 0's TCPStore server)
+        # run on until interpreter shutdown tears them down, which aborted now and then
+        # ("terminate called without an active exception"). Imported before the group exists,
+        # it captures nothing and leave_process_group() really ends the group.
+        import torch._dynamo  # noqa: F401
+
         if device_type == "cuda":
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, init_method="env://")
@@ -81,7 +89,8 @@ def init_distributed(device_type: str) -> DistInfo:
 
 
 def leave_process_group(info: DistInfo, wait_for_others: bool = True) -> None:
-    """Leave the process group created by :func:`init_distributed` (no-op for one process).
+    """Leave the process group created by :func:`init_distributed` (no-op for one process): the
+    group's threads (gloo workers and transport, rank 0's TCPStore server) end here, not at exit.
 
     Args:
         wait_for_others: barrier first, so no process tears down while another still talks to
