@@ -23,7 +23,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from .errors import UsageError
+from edgeclf.runtime.errors import UsageError
 
 
 def _option(default: Any, help: str, *, recipe: bool = True, cli: bool = True, type: type | None = None,

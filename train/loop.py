@@ -195,7 +195,7 @@ def _train(split, out_dir: Path, dev: torch.device, info: DistInfo, t_start: flo
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     barrier(info)
-    run.reporter.info(_start_line(run, len(train_items), len(val_items), state.start_epoch if ckpt else None))
+    run.reporter.info(_start_line(run, len(train_items), len(val_items), state.start_epoch if ckpt is not None else None))
 
     data = _epoch_data(run, train_items, val_items)
     step = _make_step(run, data.trainable(run.model))
