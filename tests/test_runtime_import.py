@@ -10,9 +10,10 @@ BLOCKER = """
 import sys, importlib.abc
 HEAVY = ('torch', 'torchvision', 'timm')
 HEAVY_OURS = ('edgeclf.train', 'edgeclf.export', 'edgeclf.bench')
+TORCH_FREE_OURS = ('edgeclf.train', 'edgeclf.train.config')  # the CLI reads its training defaults there
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in HEAVY or name.startswith(HEAVY_OURS):
+        if name.split('.')[0] in HEAVY or (name.startswith(HEAVY_OURS) and name not in TORCH_FREE_OURS):
             raise ImportError('blocked ' + name)
 sys.meta_path.insert(0, Block())
 """

@@ -203,14 +203,29 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, tiny_split, monkeypatch
 
 def test_resume_uses_checkpoint_recipe_and_refuses_conflicts(tmp_path, tiny_split):
     first = train_model(tiny_split, tmp_path / "run", epochs=1, lr=3e-3, **FAST)
-    # Resuming a finished run (epochs=1) with the defaults: nothing left to do, recipe kept.
+    # Resuming a finished run (epochs=1) without recipe options: nothing left to do, recipe kept.
     again = train_model(tiny_split, tmp_path / "run", resume=first.last_checkpoint, **FAST)
     assert again.start_epoch == 1 and len(again.history) == 1 and again.epochs == 1
+    assert again.config.lr == 3e-3 and again.config.epochs == 1
+    # Recipe options given with the checkpoint's values are fine; run settings may change.
+    same = train_model(tiny_split, tmp_path / "run", resume=first.last_checkpoint, epochs=1, lr=3e-3,
+                       weights="none", **{**FAST, "workers": 1})
+    assert same.start_epoch == 1 and same.config.lr == 3e-3
     with pytest.raises(UsageError, match="lr=0.01"):
         train_model(tiny_split, tmp_path / "run", resume=first.last_checkpoint, lr=1e-2, **FAST)
+    # An option given explicitly with its *default* value is still a given option: it conflicts
+    # with the checkpoint's different value instead of being silently ignored.
+    with pytest.raises(UsageError, match=r"epochs=30 \(checkpoint: 1\), lr=0.001 \(checkpoint: 0.003\)") as info:
+        train_model(tiny_split, tmp_path / "run", resume=first.last_checkpoint, epochs=30, lr=1e-3, **FAST)
+    assert "\n" not in str(info.value)
     other = train_model(tiny_split, tmp_path / "other", epochs=1, **FAST)
     with pytest.raises(UsageError, match="another run's last.pt"):
         train_model(tiny_split, other.run_dir, resume=first.last_checkpoint, **FAST)
+
+
+def test_unknown_training_option_is_a_type_error(tmp_path, tiny_split):
+    with pytest.raises(TypeError, match="unknown training option.*learning_rate"):
+        train_model(tiny_split, tmp_path / "run", learning_rate=1e-3, **FAST)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -321,6 +336,11 @@ def test_cli_train_and_clear_error(tmp_path, tiny_split, run_cli):
     assert proc.returncode == 2
     assert proc.stderr.startswith("edgeclf train: error:") and "another split" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # --epochs 30 is the default value, but given explicitly it conflicts with the run's 2 epochs.
+    proc = run_cli("train", "--split", tiny_split, "--out", tmp_path / "run", "--resume", tmp_path / "run" / "last.pt",
+                   "--epochs", "30", "--device", "cpu")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "epochs=30 (checkpoint: 2)" in proc.stderr
 
 
 @pytest.mark.slow
@@ -349,9 +369,27 @@ def test_resnet50_from_module_prefixed_state_dict_file(tmp_path, image_tree):
             assert torch.equal(ckpt["model_state"][f"backbone.{k}"], v), k
 
 
-def test_cli_help_defaults_mirror_the_recipe():
-    from edgeclf.commands.train import RECIPE_OPTIONS, SHOWN_DEFAULTS
-    from edgeclf.train.recipe import RECIPE_DEFAULTS
+def test_cli_options_and_help_come_from_train_config():
+    import argparse
+    from dataclasses import fields
 
-    assert all(RECIPE_DEFAULTS[k] == v for k, v in SHOWN_DEFAULTS.items())
-    assert set(RECIPE_OPTIONS) <= set(RECIPE_DEFAULTS)
+    from edgeclf.commands.train import add_arguments, options_from_args
+    from edgeclf.train.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    # Nothing given: nothing passed on (train_model's defaults, or a resumed checkpoint's recipe, apply).
+    assert options_from_args(parser.parse_args(["--split", "s.json", "--out", "r"])) == {}
+    given = parser.parse_args(["--split", "s.json", "--out", "r", "--epochs", "30", "--lr", "0.001",
+                               "--no-feature-cache", "--unfreeze", "--weights", "none", "--workers", "0", "--quiet"])
+    assert options_from_args(given) == {"epochs": 30, "lr": 0.001, "feature_cache": False, "unfreeze": True,
+                                        "weights": "none", "workers": 0, "progress": False}
+    text = " ".join(parser.format_help().split())
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.metadata["cli"]:
+            assert f"--{f.name.replace('_', '-')}" in text, f.name
+            value = getattr(defaults, f.name)
+            if value is not None:
+                shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
+                assert f"(default: {shown})" in text, f.name

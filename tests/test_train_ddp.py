@@ -50,7 +50,15 @@ def _worker(rank: int, world: int, port: int, split: str, out: str, log_dir: str
     finally:
         os.replace = real_replace
     Path(log_dir, f"rank{rank}.json").write_text(json.dumps(
-        {"writes": writes, "history": result.history, "world_size": result.world_size}))
+        {"writes": writes, "history": result.history, "world_size": result.world_size, "threads": _native_threads()}))
+
+
+def _native_threads() -> list[str] | None:
+    """Names of this process's OS threads (Linux), e.g. gloo's ``pt_gloo_runloop``; None elsewhere."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    return sorted((t / "comm").read_text().strip() for t in tasks.iterdir())
 
 
 def test_ddp_gloo_two_processes_only_rank0_writes(tmp_path, tiny_split):
@@ -64,6 +72,12 @@ def test_ddp_gloo_two_processes_only_rank0_writes(tmp_path, tiny_split):
     assert rank1["writes"] == []
     assert {Path(p).name for p in rank0["writes"]} == {"features.pt", "best.pt", "last.pt", "history.csv", "history.json"}
     assert rank0["world_size"] == rank1["world_size"] == 2
+    # train_model left the process group for good: no gloo worker/transport thread and no TCPStore
+    # server thread outlives it (leftovers used to be torn down at interpreter exit, now and then
+    # aborting the process).
+    for log in (rank0, rank1):
+        if log["threads"] is not None:
+            assert not [t for t in log["threads"] if t.startswith(("gloo", "pt_gloo", "pt_tcpstore"))], log["threads"]
     from edgeclf.train.history import TIMING_FIELDS
 
     def metrics(rows):

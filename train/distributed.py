@@ -74,20 +74,36 @@ def init_distributed(device_type: str) -> DistInfo:
 
     backend = backend_for(device_type)
     if not dist.is_initialized():
+        # DistributedDataParallel imports torch._dynamo on first use, and that import keeps
+        # references to the default process group existing at that moment in module state. Such a
+        # group survives destroy_process_group(): its gloo threads (and rank 0's TCPStore server)
+        # run on until interpreter shutdown tears them down, which aborted now and then
+        # ("terminate called without an active exception"). Imported before the group exists,
+        # it captures nothing and leave_process_group() really ends the group.
+        import torch._dynamo  # noqa: F401
+
         if device_type == "cuda":
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, init_method="env://")
     return DistInfo(rank=dist.get_rank(), local_rank=local, world_size=dist.get_world_size(), backend=backend)
 
 
-def shutdown_distributed(info: DistInfo) -> None:
-    """Leave the process group created by :func:`init_distributed` (no-op for one process)."""
-    if info.distributed:
-        import torch.distributed as dist
+def leave_process_group(info: DistInfo, wait_for_others: bool = True) -> None:
+    """Leave the process group created by :func:`init_distributed` (no-op for one process): the
+    group's threads (gloo workers and transport, rank 0's TCPStore server) end here, not at exit.
 
-        if dist.is_initialized():
+    Args:
+        wait_for_others: barrier first, so no process tears down while another still talks to
+            it; pass False when leaving on an error (the others may never arrive).
+    """
+    if not info.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        if wait_for_others:
             dist.barrier()
-            dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:

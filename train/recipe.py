@@ -1,25 +1,14 @@
-"""Default training hyper-parameters (torch-free, so ``edgeclf train --help`` stays fast).
+"""Default training hyper-parameters — derived from :class:`edgeclf.train.config.TrainConfig`,
+the single source of the defaults (kept for code that reads the recipe as a dict).
 
-These define a run: they are stored in the checkpoint as ``train_args`` and a resumed run keeps
-them. Chosen on the validation subset of the nine-class Caltech split (see README).
+These define a run: they are stored in the checkpoint as ``train_args`` and a resumed run keeps them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .config import TrainConfig
+
 #: The hyper-parameters that define a run; ``weights=None`` means the backbone's default weights.
-RECIPE_DEFAULTS: dict[str, Any] = {
-    "arch": "resnet50",
-    "weights": None,
-    "epochs": 30,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "dropout": 0.4,
-    "backbone_lr_mult": 0.1,
-    "seed": 0,
-    "unfreeze": False,
-    "feature_cache": True,
-    "aug_views": 0,
-}
+RECIPE_DEFAULTS: dict[str, Any] = TrainConfig().recipe()

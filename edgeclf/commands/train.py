@@ -1,19 +1,32 @@
-"""`edgeclf train` — fine-tune a backbone on a split manifest (thin layer over :func:`train.loop.train_model`)."""
+"""`edgeclf train` — fine-tune a backbone on a split manifest (thin layer over :func:`train.loop.train_model`).
+
+The training options, their defaults and help come from :class:`edgeclf.train.config.TrainConfig`
+(torch-free, so ``edgeclf --help`` stays fast); nothing here repeats a default.
+"""
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import MISSING, fields
+from typing import Any
+
+from edgeclf.train.config import TrainConfig
+
+_D = TrainConfig()
+
 HELP = "fine-tune an ImageNet backbone on a split manifest (best.pt, last.pt, history)"
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Fine-tune an ImageNet backbone on the train subset of SPLIT.json, choosing the best epoch on val.
 
 By default the backbone is frozen (BatchNorm in eval mode) and its features are computed once per
 image (feature cache), then the classification head trains for --epochs on them. --unfreeze
-fine-tunes everything, the backbone at a 10x lower learning rate.
+fine-tunes everything, the backbone at lr x --backbone-lr-mult ({_D.backbone_lr_mult}).
 
-Progress bars and one line per epoch go to stderr; the final JSON summary to stdout.
 Writes RUN_DIR/best.pt (best validation accuracy), RUN_DIR/last.pt, RUN_DIR/history.csv and
 history.json (one row per epoch), RUN_DIR/features.pt (the feature cache).
-Continue an interrupted run with --resume RUN_DIR/last.pt (same split, same recipe).
+Continue an interrupted run with --resume RUN_DIR/last.pt (same split): the run keeps the
+checkpoint's recipe; options left out take its values, and a recipe option given with a
+different value is refused (device, workers and --quiet may change).
 Several GPUs or machines: torchrun --nproc-per-node N -m edgeclf train ... (DDP; --batch-size is
 per process; only rank 0 writes).
 
@@ -24,67 +37,63 @@ examples:
 """
 
 
-#: Defaults shown in --help; they mirror train.recipe.RECIPE_DEFAULTS (a test checks), which is
-#: not imported here so that `edgeclf --help` works without the training packages. Options left
-#: unset are not passed on, so train_model's own defaults (or a resumed checkpoint's recipe) apply.
-SHOWN_DEFAULTS = {"arch": "resnet50", "epochs": 30, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0,
-                  "dropout": 0.4, "seed": 0, "aug_views": 0}
-RECIPE_OPTIONS = ("arch", "weights", "epochs", "batch_size", "lr", "weight_decay", "dropout", "seed", "aug_views")
+def _shown_default(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def add_arguments(parser) -> None:
-    from ._common import add_device
+    from ._common import DEVICE_SYNTAX, _device
 
-    d = SHOWN_DEFAULTS
     parser.add_argument("--split", required=True, metavar="SPLIT.json", help="split manifest (edgeclf split)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="output folder for checkpoints and history")
-    parser.add_argument("--arch", metavar="ARCH", help=f"backbone: resnet50, efficientnet_lite0 (offline ImageNet weights),"
-                                       f" tiny_cnn (tests) (default: {d['arch']})")
-    parser.add_argument("--weights", metavar="WEIGHTS",
-                        help="backbone weights: resnet50 DEFAULT|IMAGENET1K_V1|IMAGENET1K_V2, efficientnet_lite0"
-                             " IMAGENET; 'none' (random) or a state dict PATH (default: the arch's ImageNet weights)")
-    parser.add_argument("--epochs", metavar="N", type=int, help=f"epochs (default: {d['epochs']})")
-    parser.add_argument("--batch-size", metavar="N", type=int, help=f"batch size per process (default: {d['batch_size']})")
-    parser.add_argument("--lr", metavar="LR", type=float, help=f"head learning rate, Adam, cosine schedule (default: {d['lr']})")
-    parser.add_argument("--weight-decay", metavar="WD", type=float, help=f"Adam weight decay (default: {d['weight_decay']})")
-    parser.add_argument("--dropout", metavar="P", type=float, help=f"head dropout (default: {d['dropout']})")
-    parser.add_argument("--seed", metavar="N", type=int, help=f"random seed (default: {d['seed']})")
-    parser.add_argument("--aug-views", metavar="N", type=int,
-                        help=f"augmented views per train image added to the feature cache (default: {d['aug_views']})")
-    add_device(parser)
+    # One option per TrainConfig field. default=SUPPRESS is argparse's "not given": an option left
+    # out is absent from args, so a resumed run can tell it from one given with the default value.
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if not meta["cli"]:
+            continue
+        help_text = meta["help"] + ("" if f.default is None or f.default is MISSING
+                                    else f" (default: {_shown_default(f.default)})")
+        flag = "--" + f.name.replace("_", "-")
+        if meta["type"] is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        elif f.name == "device":  # the one device syntax of every command
+            parser.add_argument(flag, dest=f.name, type=_device, default=argparse.SUPPRESS, metavar="DEVICE",
+                                help=f"{DEVICE_SYNTAX}: auto = CUDA only if it really works; cuda or cuda:N fail if"
+                                     f" that GPU is not usable (default: {f.default})")
+        else:
+            parser.add_argument(flag, dest=f.name, type=meta["type"], default=argparse.SUPPRESS,
+                                choices=meta["choices"], metavar=meta["metavar"], help=help_text)
     parser.add_argument("--resume", metavar="RUN_DIR/last.pt", default=None,
                         help="continue an interrupted run (its recipe is kept)")
-    parser.add_argument("--unfreeze", action="store_true", help="fine-tune the backbone too (lr x 0.1)")
-    parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
-                        help="recompute the frozen backbone every epoch (slow; the reference behaviour)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: by device)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="images folder, if moved since the split was written")
-    parser.add_argument("--on-changed", choices=("error", "exclude"), default="error",
-                        help="a file whose bytes differ from the split's sha256: error (default: refuse, naming"
-                             " it) or exclude (verify all first, train without them, list them)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines on stderr")
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig options given on the command line (left-out ones absent)."""
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if args.quiet:
+        options["progress"] = False
+    return options
 
 
 def run(args) -> int:
     import json
+    import os
 
     from edgeclf.train.loop import train_model
 
-    import os
-
-    recipe = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
-    result = train_model(
-        args.split, args.out, device=args.device, resume=args.resume, unfreeze=args.unfreeze,
-        feature_cache=args.feature_cache, workers=args.workers, progress=not args.quiet,
-        data_root=args.data_root, on_changed=args.on_changed, **recipe,
-    )
+    result = train_model(args.split, args.out, resume=args.resume, data_root=args.data_root,
+                         **options_from_args(args))
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({
             "best_checkpoint": str(result.best_checkpoint), "last_checkpoint": str(result.last_checkpoint),
             "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "epochs": result.epochs,
             "wall_time_s": round(result.wall_time_s, 3), "feature_time_s": round(result.feature_time_s, 3),
             "train_time_s": round(result.train_time_s, 3), "device": result.device, "amp": result.amp,
-            "world_size": result.world_size, "excluded": result.excluded,
+            "world_size": result.world_size,
         }))
     return 0
