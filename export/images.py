@@ -105,13 +105,13 @@ def load_subset(manifest: SplitManifest, subset: str, cfg: PreprocessConfig, max
         InvalidImageError: an image cannot be decoded (names the file).
     """
     from edgeclf.runtime.image import load_image
-    from edgeclf.runtime.preprocess import preprocess
+    from edgeclf.runtime.preprocess import decode_size, preprocess
 
     entries = manifest.entries(subset)
     if not entries:
         raise ManifestError(f"{source}: its {subset!r} subset is empty; use a split with {subset} images")
     if max_images is not None:
         entries = [entries[i] for i in evenly_spaced(len(entries), max_images)]
-    inputs = np.stack([preprocess(load_image(manifest.data_root / e.path), cfg) for e in entries])
+    inputs = np.stack([preprocess(load_image(manifest.data_root / e.path, draft_to=decode_size(cfg)), cfg) for e in entries])
     return ImageSet(paths=[e.path for e in entries], labels=np.array([e.label for e in entries], dtype=np.int64),
                     inputs=inputs)

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from edgeclf.runtime.errors import InvalidImageError
 from edgeclf.runtime.image import load_image
-from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
+from edgeclf.runtime.preprocess import PreprocessConfig, decode_size, preprocess
 
 from .errors import DatasetError
 
@@ -107,7 +107,7 @@ class ImageListDataset(Dataset):
         """Decoded RGB image ``index``; ``DatasetError`` naming the file if it does not decode."""
         path = self.items[index][0]
         try:
-            return load_image(path)
+            return load_image(path, draft_to=decode_size(self.cfg))
         except InvalidImageError as err:
             raise DatasetError(
                 f"{path}: cannot decode this image ({err.reason}); remove it, or re-run `edgeclf split`"

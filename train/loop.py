@@ -29,6 +29,7 @@ Recipe (the reference one with its defects fixed):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from edgeclf.runtime.manifest import load_manifest
+from edgeclf.runtime.preprocess import DECODE_MODES, PreprocessConfig
 
 from . import devices
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -137,6 +139,20 @@ def _validate_args(epochs: int, batch_size: int, lr: float, aug_views: int, work
         raise UsageError("; ".join(problems))
 
 
+def _preprocess_for(default, decode: str | None, ckpt: dict[str, Any] | None, resume) -> PreprocessConfig:
+    """The backbone's preprocessing with the run's decode mode: ``decode`` (default ``"exact"``), or
+    on resume the checkpoint's (an explicitly different ``decode`` is refused)."""
+    if decode is not None and decode not in DECODE_MODES:
+        raise UsageError(f"--decode {decode}: choose from {', '.join(DECODE_MODES)}")
+    if ckpt is not None:
+        saved = PreprocessConfig.from_dict(ckpt["preprocess"]).decode
+        if decode is not None and decode != saved:
+            raise UsageError(f"--resume {resume}: decode={decode!r} (checkpoint: {saved!r}); a resumed run"
+                             " keeps its preprocessing — drop --decode, or start a new run with another --out")
+        decode = saved
+    return dataclasses.replace(default, decode=decode or "exact")
+
+
 def _recipe_for_resume(given: dict[str, Any], ckpt: dict[str, Any], resume: Path) -> dict[str, Any]:
     """The checkpoint's recipe; an explicitly different (non-default) argument is a conflict."""
     saved = ckpt.get("train_args")
@@ -173,6 +189,7 @@ def train_model(
     dropout: float = RECIPE_DEFAULTS["dropout"],
     backbone_lr_mult: float = RECIPE_DEFAULTS["backbone_lr_mult"],
     data_root: str | os.PathLike | None = None,
+    decode: str | None = None,
 ) -> TrainResult:
     """Fine-tune ``arch`` on the train subset of the split manifest, choosing the best epoch on val.
 
@@ -197,6 +214,10 @@ def train_model(
         progress: rich progress bars and a line per epoch on stderr (rank 0 only).
         weight_decay: Adam L2 penalty. dropout: head dropout. backbone_lr_mult: see ``unfreeze``.
         data_root: the images' folder when it moved since the manifest was written.
+        decode: ``"exact"`` (default) or ``"draft"``: how JPEGs are decoded
+            (:class:`runtime.preprocess.PreprocessConfig` ``decode``), stored in the checkpoint's
+            preprocessing and so used by the export gates and the runtime too. A resumed run keeps
+            its checkpoint's; a different explicit value is refused.
     Returns:
         :class:`TrainResult`.
     Raises:
@@ -219,7 +240,7 @@ def train_model(
                                "lr": lr, "weight_decay": weight_decay, "dropout": dropout,
                                "backbone_lr_mult": backbone_lr_mult, "seed": seed, "unfreeze": unfreeze,
                                "feature_cache": feature_cache, "aug_views": aug_views},
-                        resume=resume, workers=workers, progress=progress, data_root=data_root)
+                        resume=resume, workers=workers, progress=progress, data_root=data_root, decode=decode)
         ok = True
         return result
     finally:
@@ -231,7 +252,7 @@ def train_model(
 
 
 def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *, given: dict,
-           resume, workers, progress: bool, data_root) -> TrainResult:
+           resume, workers, progress: bool, data_root, decode: str | None = None) -> TrainResult:
     reporter = Reporter(enabled=progress and info.is_main)
     manifest = load_manifest(split, data_root=data_root)
     out_dir = Path(out_dir)
@@ -265,7 +286,7 @@ def _train(split, out_dir, dev: torch.device, info: DistInfo, t_start: float, *,
                    recipe["weight_decay"], recipe["dropout"], recipe["backbone_lr_mult"])
 
     spec = get_backbone(recipe["arch"])
-    cfg = spec.preprocess
+    cfg = _preprocess_for(spec.preprocess, decode, ckpt, resume)
     recipe["weights"] = spec.default_weights if recipe["weights"] is None else str(recipe["weights"])
     classes = list(manifest.classes)
     train_items, val_items = manifest.files("train"), manifest.files("val")
