@@ -83,13 +83,19 @@ def print_report(doc: dict, console=None) -> None:
     timing = Table(title=f"edgeclf bench — {doc['artifact'].get('arch')} · {env['cpu_model']} · "
                          f"{s['threads']} CPU threads · warmup {s['warmup']} · "
                          + (f"{s['seconds']} s" if s.get("seconds") else f"{s['iters']} iters") + " per row")
-    for col in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img p50", "img/s"):
-        timing.add_column(col, justify="left" if col == "backend" else "right")
+    for col in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img p50", "img/s", "types", "note"):
+        timing.add_column(col, justify="left" if col in ("backend", "types", "note") else "right")
     for r in doc["rows"]:
+        q = r.get("quantization")
+        types = f"{q['activation_type']}/{q['weight_type']} ({q['target']})" if q else r.get("precision", "")
         timing.add_row(r["backend"], str(r["batch_size"]), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_p90"]),
                        _fmt(r["latency_ms_p99"]), _fmt(r["latency_ms_mean"]), _fmt(r["latency_ms_per_image_p50"]),
-                       _fmt(r["throughput_img_per_s"], 1))
+                       _fmt(r["throughput_img_per_s"], 1), types,
+                       "[yellow]busy[/yellow]" if r.get("busy") else "")
     console.print(timing)
+    flags = env.get("cpu_flags") or {}
+    if flags:
+        console.print("CPU flags: " + ", ".join(f for f, on in flags.items() if on) or "none of " + ", ".join(flags))
 
     per_backend = Table(title="per backend: cold start, memory, accuracy"
                               + (f" on {s['test_images']} test images" if s.get("test_images") else ""))
@@ -116,6 +122,18 @@ def print_report(doc: dict, console=None) -> None:
     if e2e:
         console.print(f"end to end (runtime.Predictor.predict from a file, {'/'.join(e2e['providers'][:1])}): "
                       f"p50 {e2e['latency_ms_p50']:.2f} ms, p99 {e2e['latency_ms_p99']:.2f} ms")
+    f2k = doc.get("files_to_topk")
+    if f2k:
+        console.print(f"files→top-k (Predictor.predict_batch, {f2k['images']} files, batch {f2k['batch_size']}):"
+                      f" serial {f2k['serial_img_per_s']:.1f} img/s, {f2k['decode_threads']} decode threads"
+                      f" {f2k['pipelined_img_per_s']:.1f} img/s ({f2k['speedup']:.2f}x); bound"
+                      f" {f2k['bound_img_per_s']:.1f} img/s = {f2k['cores']} cores / ({f2k['preprocess_ms']:.2f} +"
+                      f" {f2k['inference_ms_per_image']:.2f} ms)")
+    big = doc.get("large_photos")
+    if big:
+        console.print(f"large photos ({big['images']} x {big['megapixels']:.1f} MP JPEG, Predictor.predict):"
+                      f" exact p50 {big['exact']['latency_ms_p50']:.1f} ms, draft p50 {big['draft']['latency_ms_p50']:.1f} ms"
+                      f" ({big['draft_over_exact_p50']:.2f}x); top-1 agreement {big['top1_agreement']:.2%}")
 
 
 def load_bench_json(path: str | os.PathLike) -> dict:

@@ -10,6 +10,10 @@ Request keys: ``backend``, ``artifact_dir``, ``checkpoint`` (or null), ``batch_s
 float32 (N, 3, H, W) preprocessed images, ``P.labels.npy`` int64 (N,) labels; or null),
 ``input_shape`` [3, H, W].
 
+The result also says what the worker really ran with (``worker``): the timing-related environment
+variables *as this process saw them* and the intra-op thread count read back from the framework,
+so ``bench.json`` never reports the caller's shell settings in place of the measured ones.
+
 ``peak_rss_mib`` is read after the timed loops and before the accuracy pass, and the images are
 memory-mapped, so it measures the backend (framework, model, one batch), not the evaluation set.
 """
@@ -53,6 +57,17 @@ def bench_input(x_eval: np.ndarray | None, batch_size: int, input_shape) -> np.n
     return np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)
 
 
+def worker_settings(backend) -> dict:
+    """What this worker process really runs with: ``env`` (the timing-related environment
+    variables set in this process), ``threads_used`` (read back from the framework), ``pid``."""
+    import os
+
+    from .environment import TIMING_ENV_VARS
+
+    return {"env": {k: os.environ[k] for k in TIMING_ENV_VARS if k in os.environ},
+            "threads_used": backend.threads_used, "pid": os.getpid()}
+
+
 def run_request(req: dict) -> dict:
     """Measure one backend as ``req`` says; return the result dict (see :mod:`bench.runner`)."""
     from .backends import Skip, make_backend
@@ -61,7 +76,7 @@ def run_request(req: dict) -> dict:
     name = req["backend"]
     result: dict = {"backend": name, "status": "ok", "reason": None, "rows": []}
     t0 = time.perf_counter()
-    framework = "onnxruntime" if name.startswith("onnx") else "torch"
+    framework = {"onnx": "onnxruntime", "openvino": "openvino"}.get(name.split("-")[0], "torch")
     __import__(framework)
     if framework == "torch":
         import torch
@@ -83,6 +98,7 @@ def run_request(req: dict) -> dict:
         return result
     result["providers"] = backend.providers
     result["device"] = backend.device
+    result["worker"] = worker_settings(backend)
 
     x_eval = np.load(req["inputs"] + ".x.npy", mmap_mode="r") if req.get("inputs") else None
     shape = tuple(req["input_shape"])

@@ -360,13 +360,22 @@ class Predictor:
             InvalidImageError: with ``on_error="raise"``, the first input (in order) that failed.
             UsageError: bad ``top_k``, ``batch_size``, ``on_error`` or ``decode_threads``.
         """
+        return list(self.predict_iter(images, top_k, batch_size, on_error, decode_threads))
+
+    def predict_iter(self, images: Iterable[ImageSource], top_k: int = 3, batch_size: int = 32,
+                     on_error: str = "raise", decode_threads: int | None = None) -> Iterator:
+        """:meth:`predict_batch` as a generator: yields each input's result, in input order, as
+        soon as its batch is through the model (for streaming output over large folders).
+
+        The arguments are checked when iteration starts. Closing the generator early stops the
+        decode pool.
+        """
         k = self._check_k(top_k)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch_size={batch_size!r}: give an integer >= 1")
         if on_error not in ON_ERROR:
             raise UsageError(f"on_error={on_error!r}: use one of {', '.join(ON_ERROR)}")
         threads = self.decode_threads if decode_threads is None else _check_threads(decode_threads)
-        results: list = []
         for chunk in _chunks(self._prepared(images, threads, batch_size), batch_size):
             arrays, slots = [], []
             for i, prepared in chunk:
@@ -378,9 +387,7 @@ class Predictor:
                     arrays.append(prepared)
                     slots.append(None)
             probs = iter(softmax(self.logits(np.stack(arrays))) if arrays else ())
-            results.extend(top_k_predictions(next(probs), k, self.class_names) if s is None else s
-                           for s in slots)
-        return results
+            yield from (top_k_predictions(next(probs), k, self.class_names) if s is None else s for s in slots)
 
     def _prepare_or_error(self, image: ImageSource):
         """:meth:`prepare`, with an unreadable input's exception returned instead of raised."""

@@ -12,7 +12,12 @@ Benchmark an artifact directory, each backend in a fresh process, side by side:
   edgeclf bench compare A.json B.json        ratios B/A of p50 latency and throughput
 
 Backends: eager, eager-cuda, torchscript, torchscript-cuda, onnx-cpu, onnx-cuda, onnx-int8,
-onnx-fp16. GPU backends without a usable GPU are listed as skipped, with the reason.
+onnx-fp16, openvino-cpu, openvino-int8. GPU backends without a usable GPU (and OpenVINO ones
+without the openvino extra) are listed as skipped, with the reason.
+
+Besides model-only rows: files→top-k img/s through Predictor.predict_batch, serial and with
+--decode-threads decode threads; --large-photos N times N test images upscaled to ~12 MP with
+decode=exact and decode=draft. Rows whose p99/p50 > 1.5 are flagged busy.
 """
 
 
@@ -40,6 +45,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default=None, help="split manifest: accuracy on its test images")
     parser.add_argument("--max-images", type=int, default=None, help="use at most N test images")
     parser.add_argument("--checkpoint", default=None, help="checkpoint for the eager backend (default: from artifact.json)")
+    parser.add_argument("--decode-threads", type=int, default=None,
+                        help="decode threads of the pipelined files→top-k run (default: the runtime's)")
+    parser.add_argument("--large-photos", type=int, default=0, metavar="N",
+                        help="also time N test images upscaled to ~12 MP, decode=exact vs draft (default 0: off)")
     parser.add_argument("--json", dest="json_out", default=None, help="write the result document here")
     parser.add_argument("--csv", dest="csv_out", default=None, help="write one row per backend x batch size here")
 
@@ -72,6 +81,7 @@ def run(args) -> int:
         args.target[0], backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
         warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         split=args.split, checkpoint=args.checkpoint, max_images=args.max_images,
+        decode_threads=args.decode_threads, large_photos=args.large_photos,
         progress=lambda name: console.print(f"[dim]benchmarking {name} …[/dim]"),
     )
     report.print_report(doc, console)
