@@ -78,3 +78,23 @@ def test_bad_decode_threads(tiny_artifact):
     predictor = Predictor(tiny_artifact.dir, device="cpu")
     with pytest.raises(UsageError, match="decode_threads=1.5"):
         predictor.predict_batch([], decode_threads=1.5)
+
+
+def test_cli_decode_threads_give_the_serial_output(tiny_artifact, tmp_path, run_cli):
+    """`edgeclf predict --json` streams the same lines, errors included, with or without the pool."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in sorted(SAMPLE_DATA.rglob("*.jpg"))[::20]:
+        (folder / f"{p.parent.name}_{p.name}").write_bytes(p.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    outs = []
+    for threads in ("0", "3"):
+        r = run_cli("predict", tiny_artifact.dir, folder, tmp_path / "missing.jpg", "--json", "--batch-size", "4",
+                    "--device", "cpu", "--decode-threads", threads)
+        assert r.returncode == 1, r.stderr  # two inputs failed
+        outs.append(r.stdout)
+    assert outs[0] == outs[1]
+    lines = outs[0].splitlines()
+    assert len(lines) == 13 and sum('"error"' in ln for ln in lines) == 2
+    r = run_cli("predict", tiny_artifact.dir, folder, "--decode-threads", "-1")
+    assert r.returncode == 2 and "--decode-threads -1" in r.stderr
