@@ -9,6 +9,9 @@ Settings and why:
   weights (``QInt8``). With int8 activations onnxruntime on x86 falls back to slower paths (measured
   on a 2-core AVX-512 VNNI EPYC: ResNet50 batch 1, 30.7 ms S8S8 vs 14.6 ms U8S8, fp32 42.7 ms).
   ARM's ``SDOT``/``SMMLA`` kernels want signed activations: ``arm`` = int8/int8 (S8S8).
+  onnxruntime's documentation warns that U8S8 on AVX2/AVX-512 *without* VNNI (``VPMADDUBSW``)
+  can saturate its 16-bit intermediate sums; the accuracy gate below measures whatever results,
+  on the exporting machine's kernels.
   ``auto`` picks from ``platform.machine()`` of the exporting machine; export for another
   machine with an explicit target.
 * ``QuantFormat.QDQ``: QuantizeLinear/DequantizeLinear pairs around float ops, the format every
