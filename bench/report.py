@@ -128,7 +128,8 @@ def print_report(doc: dict, console=None) -> None:
                       f" serial {f2k['serial_img_per_s']:.1f} img/s, {f2k['decode_threads']} decode threads"
                       f" {f2k['pipelined_img_per_s']:.1f} img/s ({f2k['speedup']:.2f}x); bound"
                       f" {f2k['bound_img_per_s']:.1f} img/s = {f2k['cores']} cores / ({f2k['preprocess_ms']:.2f} +"
-                      f" {f2k['inference_ms_per_image']:.2f} ms)")
+                      f" {f2k['inference_ms_per_image']:.2f} ms, one thread each); model only"
+                      f" {f2k['model_only_img_per_s']:.1f} img/s")
     big = doc.get("large_photos")
     if big:
         console.print(f"large photos ({big['images']} x {big['megapixels']:.1f} MP JPEG, Predictor.predict):"

@@ -34,6 +34,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser) -> None:
+    import argparse
+
     parser.add_argument("target", nargs="+", metavar="ARTIFACT_DIR | compare A.json B.json")
     parser.add_argument("--backends", default=None, help="comma-separated backends (default: all)")
     parser.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32), help="default: 1,8,32")
@@ -47,6 +49,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", default=None, help="checkpoint for the eager backend (default: from artifact.json)")
     parser.add_argument("--decode-threads", type=int, default=None,
                         help="decode threads of the pipelined files→top-k run (default: the runtime's)")
+    parser.add_argument("--files-to-topk", action=argparse.BooleanOptionalAction, default=True,
+                        help="time Predictor.predict_batch from image files, serial vs pipelined (default: on)")
     parser.add_argument("--large-photos", type=int, default=0, metavar="N",
                         help="also time N test images upscaled to ~12 MP, decode=exact vs draft (default 0: off)")
     parser.add_argument("--json", dest="json_out", default=None, help="write the result document here")
@@ -81,7 +85,7 @@ def run(args) -> int:
         args.target[0], backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
         warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         split=args.split, checkpoint=args.checkpoint, max_images=args.max_images,
-        decode_threads=args.decode_threads, large_photos=args.large_photos,
+        decode_threads=args.decode_threads, large_photos=args.large_photos, files_to_topk=args.files_to_topk,
         progress=lambda name: console.print(f"[dim]benchmarking {name} …[/dim]"),
     )
     report.print_report(doc, console)
