@@ -15,7 +15,7 @@ from .runner import SCHEMA, SCHEMA_VERSION
 CSV_FIELDS = ("backend", "status", "device", "providers", "batch_size", "latency_ms_p50", "latency_ms_p90",
               "latency_ms_p99", "latency_ms_mean", "latency_ms_per_image_p50", "throughput_img_per_s",
               "iters", "warmup", "load_ms", "first_inference_ms", "peak_rss_mib", "peak_gpu_mem_mib",
-              "accuracy_top1", "top1_agreement_with_eager", "reason")
+              "accuracy_top1", "top1_agreement_with_eager", "precision", "p99_over_p50", "busy", "reason")
 
 
 def _atomic_write(path: Path, text: str) -> None:

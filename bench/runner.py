@@ -58,6 +58,8 @@ BUSY_SPREAD = 1.5
 LARGE_PHOTO_PIXELS = 12_000_000
 #: Images per ``predict_batch`` call in the files → top-k measurement.
 FILES_BATCH_SIZE = 32
+#: Sample images used for files → top-k (and large photos) when no split is given.
+FILES_SAMPLE_IMAGES = 64
 #: Seconds one backend's subprocess may take before it is reported as failed.
 WORKER_TIMEOUT_S = 1800
 
@@ -275,7 +277,7 @@ def run_bench(
     }
     if end_to_end and sample_paths:
         doc["end_to_end"] = measure_end_to_end(artifact_dir, sample_paths, threads)
-    all_paths = [p for p, _ in files] or _sample_images(10**6)
+    all_paths = [p for p, _ in files] or _sample_images(FILES_SAMPLE_IMAGES)
     if files_to_topk and all_paths:
         if progress:
             progress("files→top-k (predict_batch)")
