@@ -19,7 +19,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 from edgeclf.runtime._version import __version__
 from edgeclf.runtime.artifact import (
