@@ -26,8 +26,8 @@ Settings and why:
   classifier head. The first candidate that passes is kept; every attempt (float nodes, top-1,
   drop) is recorded in ``artifact.json``. Measured on the nine-class EfficientNet-Lite0 checkpoint
   (203 test images, CPU provider): x86 types, everything int8 → 99.51 % top-1 vs 100 % fp32
-  (0.49-point drop: passes, no float nodes); int8/int8 types everything int8 → 98.03 % (1.97 points:
-  fails), stem in float → 100 %.
+  (0.49-point drop: passes, no float nodes); int8/int8 types (measured with the earlier
+  int8/int8-only exporter) everything int8 → 98.03 % (1.97 points: fails), stem in float → 100 %.
 """
 
 from __future__ import annotations
