@@ -11,7 +11,17 @@ backend                   what runs
 ``onnx-cuda``             ``model.onnx`` fp32, ``CUDAExecutionProvider`` with IO binding
 ``onnx-int8``             ``model.int8.onnx`` (static QDQ), ``CPUExecutionProvider``
 ``onnx-fp16``             ``model.fp16.onnx``, ``CUDAExecutionProvider`` with IO binding
+``openvino-cpu``          ``model.onnx`` fp32 through OpenVINO on the CPU (f32 precision hint)
+``openvino-int8``         ``model.int8.onnx`` through OpenVINO on the CPU
 ========================  ====================================================================
+
+The OpenVINO backends need the ``openvino`` extra (skipped with the reason otherwise); they run
+the same ONNX files through :class:`runtime.openvino_engine.OpenVinoEngine`, as
+``Predictor(..., engine="openvino")`` does.
+
+Every backend reports ``threads_used``: the intra-op thread count its framework really runs with,
+read back from it (``torch.get_num_threads()``, the session options, OpenVINO's
+``INFERENCE_NUM_THREADS``), not the count that was asked for.
 
 GPU backends keep input and output on the device (torch tensors / onnxruntime ``OrtValue`` with
 ``IOBinding``) and synchronise after every call, so a timed call is one host→device-free,
@@ -35,9 +45,13 @@ import numpy as np
 from edgeclf.runtime.artifact import FORMAT_FILES
 
 BACKENDS = ("eager", "eager-cuda", "torchscript", "torchscript-cuda",
-            "onnx-cpu", "onnx-cuda", "onnx-int8", "onnx-fp16")
+            "onnx-cpu", "onnx-cuda", "onnx-int8", "onnx-fp16", "openvino-cpu", "openvino-int8")
 #: Backends timed on the CPU: they all get the same intra-op thread count.
-CPU_BACKENDS = ("eager", "torchscript", "onnx-cpu", "onnx-int8")
+CPU_BACKENDS = ("eager", "torchscript", "onnx-cpu", "onnx-int8", "openvino-cpu", "openvino-int8")
+#: Backend → the artifact format (``FORMAT_FILES`` key) it runs.
+BACKEND_FORMATS = {"eager": None, "eager-cuda": None, "torchscript": "torchscript", "torchscript-cuda": "torchscript",
+                   "onnx-cpu": "onnx", "onnx-cuda": "onnx", "onnx-int8": "onnx-int8", "onnx-fp16": "onnx-fp16",
+                   "openvino-cpu": "onnx", "openvino-int8": "onnx-int8"}
 
 
 class Skip(Exception):
@@ -68,6 +82,11 @@ class Backend:
         raise NotImplementedError
 
     def peak_gpu_mem_mib(self) -> float | None:
+        return None
+
+    @property
+    def threads_used(self) -> int | None:
+        """Intra-op threads the framework really uses (read back from it), if it says."""
         return None
 
 
@@ -107,6 +126,12 @@ class TorchBackend(Backend):
     @property
     def providers(self) -> list[str]:
         return [f"torch-{self.torch_device}"]
+
+    @property
+    def threads_used(self) -> int | None:
+        import torch
+
+        return torch.get_num_threads()
 
     def _sync(self):
         import torch
@@ -170,6 +195,10 @@ class OnnxBackend(Backend):
     def providers(self) -> list[str]:
         return list(self.engine.providers)
 
+    @property
+    def threads_used(self) -> int | None:
+        return self.engine.session.get_session_options().intra_op_num_threads
+
     def prepare(self, x):
         import onnxruntime as ort
 
@@ -200,11 +229,48 @@ class OnnxBackend(Backend):
         return gpu_process_memory_mib()
 
 
+class OpenVinoBackend(Backend):
+    """``openvino-cpu`` / ``openvino-int8``: the artifact's ONNX files compiled by OpenVINO for the CPU."""
+
+    def __init__(self, name: str, artifact_dir: Path, threads: int):
+        self.name = name
+        self.path = artifact_dir / FORMAT_FILES[BACKEND_FORMATS[name]]
+        self.threads = threads
+
+    def load(self) -> None:
+        from edgeclf.runtime.openvino_engine import OpenVinoEngine, openvino_version
+
+        if openvino_version() is None:
+            raise Skip("openvino not installed (pip install 'edgeclf[openvino]')")
+        if not self.path.is_file():
+            raise Skip(f"{self.path.name} not in the artifact" + (" (export with --int8)" if "int8" in self.name else ""))
+        self.engine = OpenVinoEngine(self.path, threads=self.threads)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.engine.providers)
+
+    @property
+    def threads_used(self) -> int | None:
+        return self.engine.threads
+
+    def prepare(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        request = self.engine.compiled.create_infer_request()
+        feed = {0: x}
+        return (lambda: request.infer(feed)), None
+
+    def logits(self, x):
+        return self.engine.run(x)
+
+
 def make_backend(name: str, artifact_dir: Path, checkpoint: Path | None, threads: int, gpu: int = 0) -> Backend:
     """Backend object for ``name`` (one of :data:`BACKENDS`); GPU backends run on GPU number ``gpu``.
     ``ValueError`` lists the valid names."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    if name.startswith("openvino"):
+        return OpenVinoBackend(name, Path(artifact_dir), threads)
     if name.startswith("onnx"):
         return OnnxBackend(name, Path(artifact_dir), threads, gpu)
     return TorchBackend(name, Path(artifact_dir), checkpoint, threads, gpu)

@@ -69,6 +69,10 @@ class BenchEnvironment:
     onnxruntime_available_providers: tuple[str, ...]
     threads: int
     env: dict[str, str]
+    #: CPU features that decide int8 speed (avx2, avx512f, avx512_vnni, avx_vnni, amx_*, ARM dotprod/i8mm)
+    cpu_flags: dict[str, bool] = field(default_factory=dict)
+    #: timing variables of the calling shell that differ from what the workers got
+    caller_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +93,9 @@ class BackendResult:
     num_images: int | None = None
     top1_agreement_with_eager: float | None = None
     traceback: str | None = None
+    #: what the worker process really ran with: ``env`` (timing variables), ``threads_used``
+    #: (read back from the framework), ``pid``
+    worker: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +113,12 @@ class BenchRow:
     throughput_img_per_s: float
     iters: int
     warmup: int
+    #: p99 / p50; ``busy`` when above the threshold (the machine was not quiet during the row)
+    p99_over_p50: float | None = None
+    busy: bool = False
+    precision: str = "fp32"
+    #: int8 rows: ``target``, ``activation_type``, ``weight_type``, ``float_nodes``
+    quantization: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +158,11 @@ class BenchDocument:
     rows: tuple[BenchRow, ...]
     preprocessing: PreprocessingTiming | None
     end_to_end: EndToEnd | None = None
+    #: image files → top-3 through Predictor.predict_batch, serial and pipelined, with the bound
+    #: (see :func:`edgeclf.bench.runner.measure_files_to_topk`)
+    files_to_topk: dict[str, Any] | None = None
+    #: ~12-MP JPEGs, decode exact vs draft (see :func:`edgeclf.bench.runner.measure_large_photos`)
+    large_photos: dict[str, Any] | None = None
 
     def __post_init__(self):
         unknown = sorted({r.backend for r in self.rows} - set(self.backends))

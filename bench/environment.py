@@ -35,6 +35,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+#: /proc/cpuinfo flags that decide int8 (and bf16) speed: AVX2 (``VPMADDUBSW``), AVX-512,
+#: VNNI (``VPDPBUSD``: uint8 x int8 dot products, 512-bit or the 256-bit AVX-VNNI), AMX tiles.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+             "asimddp", "i8mm")
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` this CPU reports (Linux /proc/cpuinfo ``flags``, or ``Features`` on
+    ARM: ``asimddp`` = SDOT, ``i8mm`` = SMMLA); empty where /proc/cpuinfo is not readable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fp:
+            for line in fp:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return {flag: flag in present for flag in CPU_FLAGS}
+    except OSError:
+        pass
+    return {}
+
+
 def physical_cores() -> int:
     """Physical CPU cores available to this process (hyper-threads counted once).
 
@@ -89,8 +109,15 @@ def gpu_info() -> list[dict]:
     return gpus
 
 
-def collect_environment(threads: int | None = None) -> dict:
+def collect_environment(threads: int | None = None, worker_env: dict[str, str] | None = None) -> dict:
     """Everything about this machine that a reader needs to judge a benchmark number.
+
+    Args:
+        threads: the intra-op thread count every CPU backend was given.
+        worker_env: variables the runner set for its workers (e.g. ``OMP_NUM_THREADS``); ``env``
+            then shows what the workers ran with, and ``caller_env`` what the calling shell had
+            where it differs. Each backend's own report (``backends[name]["worker"]``) is the
+            authoritative record.
 
     Imports onnxruntime (for its providers); does not import torch (its version is read from
     package metadata).
@@ -98,6 +125,7 @@ def collect_environment(threads: int | None = None) -> dict:
     import numpy as np
     import onnxruntime as ort
 
+    caller = {k: os.environ[k] for k in TIMING_ENV_VARS if k in os.environ}
     return {
         "cpu_model": cpu_model(),
         "cpu_logical_cores": os.cpu_count(),
@@ -114,10 +142,13 @@ def collect_environment(threads: int | None = None) -> dict:
             "onnx": _version("onnx"),
             "pillow": _version("pillow"),
             "edgeclf": _version("edgeclf"),
+            "openvino": _version("openvino"),
         },
         "onnxruntime_available_providers": ort.get_available_providers(),
+        "cpu_flags": cpu_flags(),
         "threads": threads,
-        "env": {k: os.environ[k] for k in TIMING_ENV_VARS if k in os.environ},
+        "env": {k: v for k, v in {**caller, **(worker_env or {})}.items() if k in TIMING_ENV_VARS},
+        "caller_env": {k: v for k, v in caller.items() if (worker_env or {}).get(k, v) != v},
     }
 
 

@@ -15,7 +15,7 @@ from . import document
 CSV_FIELDS = ("backend", "status", "device", "providers", "batch_size", "latency_ms_p50", "latency_ms_p90",
               "latency_ms_p99", "latency_ms_mean", "latency_ms_per_image_p50", "throughput_img_per_s",
               "iters", "warmup", "load_ms", "first_inference_ms", "peak_rss_mib", "peak_gpu_mem_mib",
-              "accuracy_top1", "top1_agreement_with_eager", "reason")
+              "accuracy_top1", "top1_agreement_with_eager", "precision", "p99_over_p50", "busy", "reason")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -119,12 +119,20 @@ def print_report(doc: dict, console=None) -> None:
         return t
 
     timing = table("latency and throughput per batch",
-                   ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img", "img/s"), ("backend",))
-    for r in doc["rows"]:
+                   ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ms/img", "img/s", "note"),
+                   ("backend", "note"))
+    for r in doc["rows"]:  # note "busy": p99/p50 above the threshold, the machine was not quiet
         timing.add_row(r["backend"], str(r["batch_size"]), *(_ms(r[k]) for k in (
             "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "latency_ms_per_image_p50")),
-            _ms(r["throughput_img_per_s"]))
+            _ms(r["throughput_img_per_s"]), "busy" if r.get("busy") else "")
     console.print(timing)
+    for name, q in {r["backend"]: r["quantization"] for r in doc["rows"] if r.get("quantization")}.items():
+        console.print(Text(f"{name}: {q['activation_type']} activations, {q['weight_type']} weights"
+                           f" (int8 target {q['target']})"), soft_wrap=True)
+    flags = doc["environment"].get("cpu_flags") or {}
+    if flags:
+        on = [f for f, present in flags.items() if present]
+        console.print(Text("CPU flags: " + (", ".join(on) if on else "none of " + ", ".join(flags))), soft_wrap=True)
 
     per_backend = table("per backend" + (f" (accuracy on {s['test_images']} test images)" if s.get("test_images") else ""),
                         ("backend", "providers", "load ms", "1st ms", "RSS MiB", "GPU MiB", "top-1", "agree"),
@@ -155,6 +163,19 @@ def print_report(doc: dict, console=None) -> None:
     if e2e:
         console.print(f"end to end (runtime.Predictor.predict from a file, {'/'.join(e2e['providers'][:1])}): "
                       f"p50 {e2e['latency_ms_p50']:.2f} ms, p99 {e2e['latency_ms_p99']:.2f} ms", soft_wrap=True)
+    f2k = doc.get("files_to_topk")
+    if f2k:
+        console.print(f"files→top-k (Predictor.predict_batch, {f2k['images']} files, batch {f2k['batch_size']}):"
+                      f" serial {f2k['serial_img_per_s']:.1f} img/s, {f2k['decode_threads']} decode threads"
+                      f" {f2k['pipelined_img_per_s']:.1f} img/s ({f2k['speedup']:.2f}x); bound"
+                      f" {f2k['bound_img_per_s']:.1f} img/s = {f2k['cores']} cores / ({f2k['preprocess_ms']:.2f} +"
+                      f" {f2k['inference_ms_per_image']:.2f} ms, one thread each); model only"
+                      f" {f2k['model_only_img_per_s']:.1f} img/s", soft_wrap=True)
+    big = doc.get("large_photos")
+    if big:
+        console.print(f"large photos ({big['images']} x {big['megapixels']:.1f} MP JPEG, Predictor.predict):"
+                      f" exact p50 {big['exact']['latency_ms_p50']:.1f} ms, draft p50 {big['draft']['latency_ms_p50']:.1f} ms"
+                      f" ({big['draft_over_exact_p50']:.2f}x); top-1 agreement {big['top1_agreement']:.2%}", soft_wrap=True)
 
 
 def load_bench_json(path: str | os.PathLike) -> dict:

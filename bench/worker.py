@@ -11,6 +11,10 @@ float32 (N, 3, H, W) preprocessed images, ``P.labels.npy`` int64 (N,) labels; or
 ``input_shape`` [3, H, W], ``gpu`` (GPU number of the GPU backends, default 0), ``events`` (optional path: progress events are appended to it as JSON
 lines, ``{"step": "load"|"batch"|"accuracy", ...}``, read live by the parent).
 
+The result also says what the worker really ran with (``worker``): the timing-related environment
+variables *as this process saw them* and the intra-op thread count read back from the framework,
+so ``bench.json`` never reports the caller's shell settings in place of the measured ones.
+
 ``peak_rss_mib`` is read after the timed loops and before the accuracy pass, and the images are
 memory-mapped, so it measures the backend (framework, model, one batch), not the evaluation set.
 """
@@ -83,6 +87,17 @@ class Events:
             self.emit(**self._batch, done=len(times), latency_ms_p50=float(np.median(times)))
 
 
+def worker_settings(backend) -> dict:
+    """What this worker process really runs with: ``env`` (the timing-related environment
+    variables set in this process), ``threads_used`` (read back from the framework), ``pid``."""
+    import os
+
+    from .environment import TIMING_ENV_VARS
+
+    return {"env": {k: os.environ[k] for k in TIMING_ENV_VARS if k in os.environ},
+            "threads_used": backend.threads_used, "pid": os.getpid()}
+
+
 def run_request(req: dict, events: Events | None = None) -> dict:
     """Measure one backend as ``req`` says; return the result dict (see :mod:`bench.runner`)."""
     from .backends import Skip, make_backend
@@ -93,7 +108,7 @@ def run_request(req: dict, events: Events | None = None) -> dict:
     name = req["backend"]
     result: dict = {"backend": name, "status": "ok", "reason": None, "rows": []}
     t0 = time.perf_counter()
-    framework = "onnxruntime" if name.startswith("onnx") else "torch"
+    framework = {"onnx": "onnxruntime", "openvino": "openvino"}.get(name.split("-")[0], "torch")
     __import__(framework)
     if framework == "torch":
         import torch
@@ -116,6 +131,7 @@ def run_request(req: dict, events: Events | None = None) -> dict:
         return result
     result["providers"] = backend.providers
     result["device"] = backend.device
+    result["worker"] = worker_settings(backend)
 
     x_eval = np.load(req["inputs"] + ".x.npy", mmap_mode="r") if req.get("inputs") else None
     shape = tuple(req["input_shape"])

@@ -4,7 +4,7 @@
 torch, onnx and onnxruntime are imported inside the functions that need them.
 """
 
-from .api import FORMATS, export_checkpoint, parse_formats
+from .api import FORMATS, ExportOptions, export_checkpoint, parse_formats
 from .errors import ExportError, GateError
 
-__all__ = ["FORMATS", "ExportError", "GateError", "export_checkpoint", "parse_formats"]
+__all__ = ["FORMATS", "ExportError", "ExportOptions", "GateError", "export_checkpoint", "parse_formats"]

@@ -107,7 +107,7 @@ def load_subset(manifest: SplitManifest, subset: str, cfg: PreprocessConfig, max
     """
     from edgeclf.train.datasets import read_verified
     from edgeclf.runtime.image import load_image
-    from edgeclf.runtime.preprocess import preprocess
+    from edgeclf.runtime.preprocess import decode_size, preprocess
 
     entries = manifest.entries(subset)
     if not entries:
@@ -116,6 +116,7 @@ def load_subset(manifest: SplitManifest, subset: str, cfg: PreprocessConfig, max
         entries = [entries[i] for i in evenly_spaced(len(entries), max_images)]
     # Each file is verified against its recorded sha256 on the bytes that are decoded.
     inputs = np.stack([preprocess(load_image(read_verified(manifest.data_root / e.path, e.sha256),
-                                             name=str(manifest.data_root / e.path)), cfg) for e in entries])
+                                             name=str(manifest.data_root / e.path), draft_to=decode_size(cfg)), cfg)
+                       for e in entries])
     return ImageSet(paths=[e.path for e in entries], labels=np.array([e.label for e in entries], dtype=np.int64),
                     inputs=inputs)

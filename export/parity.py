@@ -61,6 +61,8 @@ class GateRow:
     provider: str | None = None
     #: per test image, the largest |Δ probability| against eager over its classes (and batch sizes)
     max_abs_prob_diff_per_image: tuple[float, ...] = ()
+    #: int8 rows: ``target``, ``activation_type``, ``weight_type``, ``float_nodes`` (see artifact.json)
+    quantization: dict[str, Any] | None = None
     # parity gate
     max_abs_prob_diff_tolerance: float | None = None
     errors: tuple[str, ...] = ()

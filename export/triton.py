@@ -114,9 +114,9 @@ def write_triton_repository(artifact: str | os.PathLike, out_dir: str | os.PathL
     if max_queue_delay_us < 0:
         raise UsageError(f"max_queue_delay_us={max_queue_delay_us!r}: give a number of microseconds >= 0")
     predictor = Predictor(artifact, device="cpu", precision=precision, intra_op_threads=1)
-    if predictor.engine.fixed_batch:
+    if predictor.backend.fixed_batch:
         raise ArtifactError(f"{predictor.model_path}: the ONNX input has a fixed batch size"
-                            f" ({predictor.engine.fixed_batch}); Triton's dynamic batching needs a dynamic one"
+                            f" ({predictor.backend.fixed_batch}); Triton's dynamic batching needs a dynamic one"
                             " (re-export with `edgeclf export`)")
     out_dir = Path(out_dir)
     target = out_dir / name

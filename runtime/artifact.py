@@ -107,6 +107,7 @@ class ModelInfo:
             "interpolation": p.interpolation,
             "color_order": p.color_order,
             "layout": p.layout,
+            "decode": p.decode,
             "output": self.output,
             "softmax_applied": "false",
             "arch": self.arch,
@@ -136,6 +137,7 @@ class ModelInfo:
                 interpolation=meta["interpolation"],
                 color_order=meta["color_order"],
                 layout=meta["layout"],
+                decode=meta.get("decode", "exact"),  # not written before the decode option existed
             )
             class_names = tuple(json.loads(meta["class_names"]))
         except (ValueError, TypeError, UsageError) as err:

@@ -122,8 +122,8 @@ def _root_cause(err: BaseException) -> str:
 
 
 def load_image_url(url: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                   options: FetchOptions = FetchOptions()) -> Image.Image:
-    """Download and decode an image URL through :func:`runtime.image.load_image`.
+                   options: FetchOptions = FetchOptions(), draft_to: int | None = None) -> Image.Image:
+    """Download and decode an image URL through :func:`runtime.image.load_image` (``draft_to``: see there).
 
     Returns:
         RGB ``PIL.Image``, EXIF orientation applied.
@@ -133,7 +133,7 @@ def load_image_url(url: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
     """
     data = fetch_image_bytes(url, options)
     try:
-        return load_image(data, max_pixels=max_pixels, name=url)
+        return load_image(data, max_pixels=max_pixels, name=url, draft_to=draft_to)
     except (ImageTooLargeError, ImageFetchError):
         raise
     except InvalidImageError as err:

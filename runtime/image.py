@@ -251,8 +251,18 @@ def _exif_transpose(img: Image.Image, name: str) -> Image.Image:
     return img
 
 
-def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
-    """Open, size-check, integrity-check (PNG), fully decode and RGB-convert one seekable stream."""
+def draft_jpeg(img: Image.Image, min_side: int | None) -> None:
+    """Before decoding: let libjpeg downscale a lazily opened JPEG in the DCT domain (by 1/2, 1/4 or
+    1/8) as far as both sides stay >= ``min_side`` pixels (``PIL.Image.draft``). Orientation-free
+    (EXIF rotation keeps the shorter side). A no-op for other formats, for ``None``, or when the
+    image is not even twice ``min_side``."""
+    if min_side and img.format == "JPEG":
+        img.draft("RGB", (min_side, min_side))
+
+
+def _decode(fp, name: str, max_pixels: int | None, draft_to: int | None = None) -> Image.Image:
+    """Open, size-check, integrity-check (PNG), decode (``draft_to``: see :func:`draft_jpeg`) and
+    RGB-convert one seekable stream."""
     try:
         with warnings.catch_warnings():
             # Pillow warns (and only errors at 2x) above MAX_IMAGE_PIXELS; we enforce our own limit.
@@ -268,6 +278,7 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
                 fp.seek(0)
                 img = Image.open(fp)
             img.seek(0)  # animated GIF/PNG/WebP: first frame
+            draft_jpeg(img, draft_to)
             img.load()
             check_size(*img.size, name, max_pixels)  # a plugin may change the size while loading
             img = _exif_transpose(img, name)
@@ -291,7 +302,7 @@ def _decode(fp, name: str, max_pixels: int | None) -> Image.Image:
 
 
 def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               name: str | None = None) -> Image.Image:
+               name: str | None = None, draft_to: int | None = None) -> Image.Image:
     """Decode an image from a path, bytes, a binary file object, a PIL image or an array.
 
     Args:
@@ -303,6 +314,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
             ``None`` disables the guard.
         name: how to name the input in error messages (default: the path, ``<N bytes>``, ...);
             :func:`runtime.fetch.load_image_url` passes the URL.
+        draft_to: for encoded JPEG input (path, bytes, file object), decode at the smallest DCT
+            scale whose sides stay >= this many pixels (:func:`draft_jpeg`); ``None`` (default)
+            decodes in full. Use :func:`runtime.preprocess.decode_size` of the model's config.
     Returns:
         A fully decoded ``PIL.Image`` in mode ``"RGB"``, EXIF orientation applied.
     Raises:
@@ -344,7 +358,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise InvalidImageError(name, "empty (zero bytes)")
-        return _decode(io.BytesIO(bytes(source)), name, max_pixels)
+        return _decode(io.BytesIO(bytes(source)), name, max_pixels, draft_to)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
@@ -366,12 +380,12 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         except OSError as err:
             raise InvalidImageError(name, f"cannot open ({err.strerror or err})") from err
         with fp:
-            return _decode(fp, name, max_pixels)
+            return _decode(fp, name, max_pixels, draft_to)
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
             raise InvalidImageError(name, "file object must be opened in binary mode ('rb')")
         if not data:
             raise InvalidImageError(name, "empty (zero bytes)")
-        return _decode(io.BytesIO(data), name, max_pixels)
+        return _decode(io.BytesIO(data), name, max_pixels, draft_to)
     raise InvalidImageError(name, f"unsupported input type {type(source).__name__}")

@@ -175,6 +175,8 @@ class OrtSession:
             per-node placement warnings on stderr).
         output_name: the output :meth:`run` returns (default ``"logits"`` if the model has it,
             else its first output).
+        session_config: extra ``SessionOptions.add_session_config_entry`` keys and values, e.g.
+            ``{"session.intra_op.allow_spinning": "0"}``.
 
     Attributes:
         path: ``path`` as a string.
@@ -197,7 +199,8 @@ class OrtSession:
 
     def __init__(self, path: Union[str, os.PathLike], *, device: str = "cpu", providers: Sequence | None = None,
                  intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                 graph_optimization: str = "all", log_severity: int = 3, output_name: str | None = None):
+                 graph_optimization: str = "all", log_severity: int = 3, output_name: str | None = None,
+                 session_config: dict[str, str] | None = None):
         import onnxruntime as ort
 
         _check_threads("intra_op_threads", intra_op_threads)
@@ -209,6 +212,7 @@ class OrtSession:
             raise UsageError(f"log_severity={log_severity!r}: use 0 (verbose) .. 4 (fatal)")
         self.path = str(path)
         self._settings = (intra_op_threads, inter_op_threads, graph_optimization, log_severity)
+        self._session_config = dict(session_config or {})
         request, required, note = _prov.plan_providers(device, providers, ort.get_available_providers())
         self._request = request
         self._session = self._create()
@@ -249,6 +253,8 @@ class OrtSession:
             options.intra_op_num_threads = intra
         if inter is not None:
             options.inter_op_num_threads = inter
+        for key, value in self._session_config.items():
+            options.add_session_config_entry(key, value)
         try:
             return ort.InferenceSession(self.path, sess_options=options, providers=self._request)
         except ort_errors() as err:

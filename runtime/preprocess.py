@@ -15,6 +15,17 @@ antialiased), re-implemented with Pillow + numpy so the runtime needs no torch. 
   ``PIL.Image.resize(..., BILINEAR)`` — which is what torchvision calls for PIL inputs.
 * CenterCrop: top = ``int(round((h - crop) / 2.0))``, left likewise, zero-padded first if smaller.
 * ToTensor: ``uint8 → float32 / 255``; Normalize: ``(x - mean) / std`` in float32.
+
+Decoding (``PreprocessConfig.decode``), chosen at training time and stored with the model:
+
+* ``"exact"`` (default): the full image is decoded, then resized — the torchvision recipe above.
+* ``"draft"``: JPEG files are decoded by libjpeg at the smallest DCT scale (1/1, 1/2, 1/4, 1/8)
+  whose *both* sides are still at least ``resize_size`` (``PIL.Image.draft``), then resized and
+  cropped as above. A 12-megapixel photo decodes ~8x fewer pixels; the input differs slightly
+  from ``exact`` (DCT-domain downscaling instead of a bilinear filter over the full image), so a
+  model is trained with the mode it is served with — training, the export gates and the runtime
+  all decode through :func:`decode_size` + :func:`runtime.image.load_image`. Other formats decode
+  exactly either way.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+#: ``PreprocessConfig.decode`` values.
+DECODE_MODES = ("exact", "draft")
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,9 @@ class PreprocessConfig:
         interpolation: ``"bilinear"`` (default, antialiased), ``"bicubic"`` or ``"nearest"``.
         color_order: channel order of the input tensor; always ``"RGB"``.
         layout: memory layout of the input tensor; always ``"NCHW"``.
+        decode: ``"exact"`` (default; full decode, bit-identical to torchvision) or ``"draft"``
+            (JPEG DCT-domain downscaling to >= ``resize_size`` before the resize; see the module
+            docstring). Configs written before this field existed read back as ``"exact"``.
     """
 
     crop_size: int = 224
@@ -56,8 +72,11 @@ class PreprocessConfig:
     interpolation: str = "bilinear"
     color_order: str = "RGB"
     layout: str = "NCHW"
+    decode: str = "exact"
 
     def __post_init__(self):
+        if self.decode not in DECODE_MODES:
+            raise UsageError(f"decode={self.decode!r}: use one of {', '.join(DECODE_MODES)}")
         if self.interpolation not in _INTERPOLATIONS:
             raise UsageError(
                 f"interpolation={self.interpolation!r}: use one of {sorted(_INTERPOLATIONS)}"
@@ -99,6 +118,13 @@ class PreprocessConfig:
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one preprocessed image."""
         return (3, self.crop_size, self.crop_size)
+
+
+def decode_size(cfg: PreprocessConfig) -> int | None:
+    """The ``draft_to`` argument of :func:`runtime.image.load_image` for ``cfg``: the smallest
+    side (pixels) a JPEG may be DCT-downscaled to (``resize_size``) when ``cfg.decode == "draft"``,
+    else ``None`` (decode in full)."""
+    return cfg.resize_size if cfg.decode == "draft" else None
 
 
 def resized_size(width: int, height: int, size: int) -> tuple[int, int]:

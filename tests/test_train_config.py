@@ -17,7 +17,7 @@ def test_defaults_and_field_kinds():
         ("resnet50", 30, 32, 1e-3, 0.4, False, True)
     assert c.uses_feature_cache and not TrainConfig(unfreeze=True).uses_feature_cache
     assert set(c.recipe()) == set(RECIPE_FIELDS) and not set(RECIPE_FIELDS) & set(RUN_FIELDS)
-    assert {"device", "workers", "progress", "on_changed"} == set(RUN_FIELDS)
+    assert {"decode", "device", "workers", "progress", "on_changed"} == set(RUN_FIELDS)
     with pytest.raises(Exception):  # frozen
         c.epochs = 3  # type: ignore[misc]
 

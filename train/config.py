@@ -58,6 +58,9 @@ class TrainConfig:
         unfreeze: fine-tune the backbone too (disables the feature cache).
         feature_cache: with a frozen backbone, compute backbone features once per image.
         aug_views: with the cache, also cache this many augmented views per train image.
+        decode: ``"exact"`` or ``"draft"`` JPEG decoding (``None``: exact for a fresh run, the
+            checkpoint's on resume, where a different value is refused). Stored in the checkpoint's
+            preprocessing (not ``train_args``), so it reaches the export gates and the runtime.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (run setting).
         workers: DataLoader worker processes; ``None``: chosen by device and CPU count (run setting).
         progress: progress bars and one line per epoch on stderr, rank 0 only (run setting).
@@ -83,6 +86,11 @@ class TrainConfig:
     feature_cache: bool = _option(True, "with a frozen backbone, compute its features once per image;"
                                         " --no-feature-cache recomputes them every epoch (slow)")
     aug_views: int = _option(0, "augmented views per train image added to the feature cache", metavar="K")
+    decode: str | None = _option(None, "how JPEGs are decoded, stored with the model's preprocessing and used by"
+                                       " export and runtime: exact (full decode, torchvision-identical) or draft"
+                                       " (libjpeg DCT downscaling to >= the resize size; several times faster on"
+                                       " 12-MP photos) (default: exact; a resumed run keeps its own)",
+                                 recipe=False, type=str, choices=("exact", "draft"))
     device: str = _option("auto", "auto|cpu|cuda|cuda:N", recipe=False)
     workers: int | None = _option(None, "DataLoader workers (default: by device and CPU count)", recipe=False,
                                   type=int, metavar="N")

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from edgeclf.runtime.errors import InvalidImageError, UsageError
 from edgeclf.runtime.files import display_name
 from edgeclf.runtime.image import load_image
-from edgeclf.runtime.preprocess import PreprocessConfig, preprocess
+from edgeclf.runtime.preprocess import PreprocessConfig, decode_size, preprocess
 
 from .errors import DatasetError
 
@@ -189,8 +189,8 @@ class ImageListDataset(Dataset):
         expected = self.sha256[index]
         try:
             if expected is None:
-                return load_image(path)
-            return load_image(read_verified(path, expected), name=str(path))
+                return load_image(path, draft_to=decode_size(self.cfg))
+            return load_image(read_verified(path, expected), name=str(path), draft_to=decode_size(self.cfg))
         except InvalidImageError as err:
             raise DatasetError(
                 f"{path}: cannot decode this image ({err.reason}); remove it, or re-run `edgeclf split`"

@@ -30,6 +30,7 @@ Recipe (the reference one with its defects fixed):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from edgeclf.runtime.manifest import SplitManifest, load_manifest
+from edgeclf.runtime.preprocess import DECODE_MODES, PreprocessConfig
 
 from . import devices
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -258,6 +260,20 @@ def _resumed_config(given: dict, ckpt: dict, resume: Path) -> TrainConfig:
     return resume_config(given, saved, str(resume))
 
 
+def _preprocess_for(default, decode: str | None, ckpt: dict[str, Any] | None, resume) -> PreprocessConfig:
+    """The backbone's preprocessing with the run's decode mode: ``decode`` (default ``"exact"``), or
+    on resume the checkpoint's (an explicitly different ``decode`` is refused)."""
+    if decode is not None and decode not in DECODE_MODES:
+        raise UsageError(f"--decode {decode}: choose from {', '.join(DECODE_MODES)}")
+    if ckpt is not None:
+        saved = PreprocessConfig.from_dict(ckpt["preprocess"]).decode
+        if decode is not None and decode != saved:
+            raise UsageError(f"--resume {resume}: decode={decode!r} (checkpoint: {saved!r}); a resumed run"
+                             " keeps its preprocessing — drop --decode, or start a new run with another --out")
+        decode = saved
+    return dataclasses.replace(default, decode=decode or "exact")
+
+
 def _refuse_another_runs_folder(out_dir: Path, resume: Path) -> None:
     last_path = out_dir / LAST_CHECKPOINT
     if last_path.exists() and last_path.resolve() != resume.resolve() and resume.resolve().parent != out_dir.resolve():
@@ -362,7 +378,8 @@ def _setup(config: TrainConfig, manifest: SplitManifest, split, out_dir: Path, d
     return _Run(config=config, dev=dev, info=info, n_workers=n_workers, amp_dtype=amp_dtype,
                 channels_last=channels_last, pin_memory=devices.use_pin_memory(dev.type), model=model,
                 optimizer=optimizer, scheduler=scheduler, scaler=scaler, classes=classes,
-                preprocess=get_backbone(config.arch).preprocess, split=split, split_sha256=manifest.sha256,
+                preprocess=_preprocess_for(get_backbone(config.arch).preprocess, config.decode, ckpt, resume),
+                split=split, split_sha256=manifest.sha256,
                 out_dir=out_dir, reporter=Reporter(enabled=config.progress and info.is_main))
 
 

@@ -10,9 +10,15 @@ batch size, load time, first inference, peak memory and (with --split) top-1 acc
 agreement with the eager model.
 
 Backends: eager, eager-cuda, torchscript, torchscript-cuda, onnx-cpu, onnx-cuda, onnx-int8,
-onnx-fp16. GPU backends without a usable GPU are listed as skipped, with the reason.
+onnx-fp16, openvino-cpu, openvino-int8. GPU backends without a usable GPU (and OpenVINO ones
+without the openvino extra) are listed as skipped, with the reason.
+
+Besides model-only rows: files→top-k img/s through Predictor.predict_batch, serial and with
+--decode-threads decode threads; --large-photos N times N test images upscaled to ~12 MP with
+decode=exact and decode=draft. Rows whose p99/p50 > 1.5 are flagged busy.
 Tables go to stdout, progress (backend x batch size, current p50) to stderr.
 Compare two runs: edgeclf bench compare A.json B.json (see edgeclf bench compare --help).
+Load-test the server: edgeclf bench serve ARTIFACT_DIR (see edgeclf bench serve --help).
 
 example:
   edgeclf bench artifact/ --split split.json --backends onnx-cpu,onnx-int8 --json bench.json
@@ -35,6 +41,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser) -> None:
+    import argparse
+
     from ._common import add_device, add_quiet
 
     parser.add_argument("artifact_dir", metavar="ARTIFACT_DIR", help="artifact directory (edgeclf export)")
@@ -55,6 +63,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json", help="write the result document here")
     parser.add_argument("--csv", dest="csv_out", default=None, metavar="OUT.csv",
                         help="write one row per backend x batch size here")
+    parser.add_argument("--decode-threads", type=int, default=None, metavar="N",
+                        help="decode threads of the pipelined files→top-k run (default: the runtime's)")
+    parser.add_argument("--files-to-topk", action=argparse.BooleanOptionalAction, default=True,
+                        help="time Predictor.predict_batch from image files, serial vs pipelined (default: on)")
+    parser.add_argument("--large-photos", type=int, default=0, metavar="N",
+                        help="also time N test images upscaled to ~12 MP, decode=exact vs draft (default 0: off)")
     add_quiet(parser)
 
 
@@ -80,6 +94,7 @@ def run(args) -> int:
             args.artifact_dir, backends=parse_backends(args.backends), batch_sizes=args.batch_sizes,
             warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
             split=args.split, checkpoint=args.checkpoint, max_images=args.max_images, device=args.device,
+            decode_threads=args.decode_threads, large_photos=args.large_photos, files_to_topk=args.files_to_topk,
             progress=progress,
         )
     finally:

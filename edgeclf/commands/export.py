@@ -34,6 +34,9 @@ def add_arguments(parser) -> None:
                         help="split manifest for the gates (default: the one recorded in the checkpoint)")
     parser.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (fp16 weights, for GPUs)")
     parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static QDQ int8)")
+    parser.add_argument("--int8-target", default="auto", choices=("auto", "x86", "arm"),
+                        help="CPU the int8 model is for: x86 = uint8 activations/int8 weights (fast on"
+                             " AVX2/AVX-512 VNNI/AMX), arm = int8/int8; auto = this machine (default)")
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS",
                         help="allowed top-1 accuracy drop of fp16/int8 vs fp32, in points (default 1.0)")
     parser.add_argument("--max-parity-images", type=int, default=64, metavar="N",
@@ -67,16 +70,17 @@ def run(args) -> int:
     try:
         steps("importing torch and onnx", log=False)  # seconds on a busy machine: show it at once
         from edgeclf.export import export_checkpoint
+        from edgeclf.export.api import ExportOptions
         from edgeclf.export.errors import GateError
 
         try:
             with steps:
-                description = export_checkpoint(
-                    args.checkpoint, args.out, formats=args.formats, opset=args.opset, split=args.split,
-                    fp16=args.fp16, int8=args.int8, force=args.force, max_parity_images=args.max_parity_images,
+                options = ExportOptions(
+                    formats=args.formats, opset=args.opset, split=args.split, fp16=args.fp16, int8=args.int8,
+                    int8_target=args.int8_target, force=args.force, max_parity_images=args.max_parity_images,
                     max_accuracy_drop=args.max_accuracy_drop, calibration_images=args.calibration_images,
-                    progress=steps,
                 )
+                description = export_checkpoint(args.checkpoint, args.out, options, progress=steps)
         except GateError as err:
             _print_report(console, err.report)
             raise
@@ -86,6 +90,9 @@ def run(args) -> int:
     out = Path(args.out)
     _print_report(console, json.loads((out / PARITY_JSON).read_text(encoding="utf-8")))
     for fmt, entry in description["formats"].items():
-        console.print(f"{fmt:12s} {out / entry['file']}  {entry['size_bytes'] / 2**20:.1f} MiB  {entry['precision']}")
+        quant = entry.get("quantization")
+        how = (f"  target {quant['target']}: {quant['activation_type']} activations, {quant['weight_type']} weights,"
+               f" float nodes {quant['float_nodes'] or 'none'}") if quant else ""
+        console.print(f"{fmt:12s} {out / entry['file']}  {entry['size_bytes'] / 2**20:.1f} MiB  {entry['precision']}{how}")
     console.print(f"wrote {out / 'artifact.json'} in {description['export_seconds']} s")
     return 0

@@ -43,6 +43,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per model run (default 32)")
+    parser.add_argument("--decode-threads", type=int, default=None, metavar="N",
+                        help="threads decoding/preprocessing images ahead of the model (default: one per"
+                             " CPU, at most 8; 0: serially)")
+    parser.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                        help="inference engine for the ONNX file (openvino: pip install 'edgeclf[openvino]'; CPU)")
     parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
                         help="refuse images above N pixels (default 89,478,485)")
 
@@ -61,8 +66,10 @@ def run(args) -> int:
         raise UsageError(f"--top-k {args.top_k}: give an integer >= 1")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: give an integer >= 1")
+    if args.decode_threads is not None and args.decode_threads < 0:
+        raise UsageError(f"--decode-threads {args.decode_threads}: give an integer >= 0")
     predictor = Predictor(args.artifact, device=args.device, intra_op_threads=args.threads,
-                          precision=args.precision,
+                          precision=args.precision, engine=args.engine, decode_threads=args.decode_threads,
                           max_pixels=args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS)
     note = f" ({args.device}: {predictor.device_note})" if predictor.device_note else ""
     print(f"edgeclf predict: {predictor.model_path} ({predictor.info.arch}, {len(predictor.class_names)}"
@@ -71,26 +78,24 @@ def run(args) -> int:
     skipped: list = []
     items = expand_inputs(args.inputs, skipped=skipped)
     rows, failed = [], 0
-    for start in range(0, len(items), args.batch_size):
-        chunk = items[start:start + args.batch_size]
-        ok = [source for _, source in chunk if not isinstance(source, Exception)]
-        answers = iter(predictor.predict_batch(ok, top_k=args.top_k, batch_size=args.batch_size, on_error="return"))
-        for name, source in chunk:
-            result = source if isinstance(source, Exception) else next(answers)
-            if isinstance(result, Exception):
-                failed += 1
-                print(f"edgeclf predict: error: {display_name(str(result))}", file=sys.stderr, flush=True)
-                if args.json:
-                    print(json_dumps({"input": name, "error": str(result), "error_type": type(result).__name__}), flush=True)
+    ok = [source for _, source in items if not isinstance(source, Exception)]
+    answers = predictor.predict_iter(ok, top_k=args.top_k, batch_size=args.batch_size, on_error="return")
+    for name, source in items:
+        result = source if isinstance(source, Exception) else next(answers)
+        if isinstance(result, Exception):
+            failed += 1
+            print(f"edgeclf predict: error: {display_name(str(result))}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json_dumps({"input": name, "error": str(result), "error_type": type(result).__name__}), flush=True)
+        else:
+            warnings = list(getattr(result, "warnings", ()))
+            for w in warnings:
+                print(f"edgeclf predict: warning: {display_name(name)}: {w}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json_dumps({"input": name, "predictions": [p.to_dict() for p in result],
+                                  "warnings": warnings}), flush=True)
             else:
-                warnings = list(getattr(result, "warnings", ()))
-                for w in warnings:
-                    print(f"edgeclf predict: warning: {display_name(name)}: {w}", file=sys.stderr, flush=True)
-                if args.json:
-                    print(json_dumps({"input": name, "predictions": [p.to_dict() for p in result],
-                                      "warnings": warnings}), flush=True)
-                else:
-                    rows.append((display_name(name), result))
+                rows.append((display_name(name), result))
     if not args.json:
         print_table(rows, args.top_k)
     report_skipped(skipped)
