@@ -50,7 +50,8 @@ import numpy as np
 
 from edgeclf.runtime.errors import InvalidImageError, UsageError
 from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, load_image
-from edgeclf.runtime.predictor import Predictor, softmax
+from edgeclf.runtime.inference import softmax, top_k, top_k_predictions
+from edgeclf.runtime.predictor import Predictor
 from edgeclf.runtime.preprocess import preprocess
 
 from .microbatch import MicroBatcher
@@ -416,7 +417,7 @@ class EdgeclfModel(kserve.Model):
             _check(len(elements) == inp.shape[0],
                    f"{where}: shape says {inp.shape[0]} elements, the data has {len(elements)}")
             probs = softmax(await self._decode_and_run(elements, where))
-            order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            order = top_k(probs, k)  # (N, k), ties → lower class index, as the in-process Predictor
             names_arr = np.array(self.predictor.class_names, dtype=object)
             values = {
                 "label": np.array([[n.encode("utf-8") for n in row] for row in names_arr[order]], dtype=object),
@@ -460,8 +461,7 @@ class EdgeclfModel(kserve.Model):
         names = self.predictor.class_names
         preds = []
         for row in probs:
-            order = np.argsort(-row, kind="stable")[:k]
-            preds.append([{"label": names[i], "index": int(i), "probability": float(row[i])} for i in order])
+            preds.append([p.to_dict() for p in top_k_predictions(row, k, names)])
         return {"predictions": preds}
 
 
