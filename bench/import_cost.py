@@ -153,6 +153,9 @@ def measure_import_cost(artifact: str | os.PathLike, torch_model: str | os.PathL
     """
     if repeats < 1 or threads < 1:
         raise UsageError(f"repeats={repeats}, threads={threads}: both must be >= 1")
+    artifact = os.path.abspath(artifact)  # the measuring children run in a neutral folder
+    if torch_model is not None:
+        torch_model = os.path.abspath(torch_model)
     onnx_path = resolve_model_file(artifact)
     runtime_runs = [_run_child(RUNTIME_CHILD, [str(artifact), str(threads)], timeout_s) for _ in range(repeats)]
     if any(r["torch_imported"] for r in runtime_runs):

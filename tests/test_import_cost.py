@@ -11,7 +11,7 @@ from edgeclf.bench.import_cost import format_report, main, measure_import_cost
 
 
 @pytest.mark.slow  # four fresh interpreters, two of them importing torch: ~10 s
-def test_import_cost_report(tmp_path, capsys):
+def test_import_cost_report(tmp_path, capsys, monkeypatch):
     art = build_tiny_artifact(tmp_path / "art", torchscript=True)
     report = measure_import_cost(art.dir, repeats=1, threads=1)
     rt, th = report["runtime"], report["torch"]
@@ -28,7 +28,8 @@ def test_import_cost_report(tmp_path, capsys):
     assert "peak RSS (MiB)" in text and "torch (torchscript)" in text
 
     out = tmp_path / "cost.json"
-    assert main([str(art.onnx_path), "--repeats", "1", "--json", str(out)]) == 0  # bare .onnx: no torch side
+    monkeypatch.chdir(tmp_path)  # a path relative to the caller's folder (the children run elsewhere)
+    assert main([str(art.onnx_path.relative_to(tmp_path)), "--repeats", "1", "--json", str(out)]) == 0  # bare .onnx
     saved = json.loads(out.read_text())
     assert "skipped" in saved["torch"] and saved["runtime"]["load_ms"] > 0
     assert "torch side skipped" in capsys.readouterr().out
