@@ -79,6 +79,8 @@ def run(args) -> int:
     from edgeclf.progress import for_cli
     from edgeclf.runtime.errors import UsageError
 
+    import rich  # noqa: F401 — the train extra, checked before minutes of work (cli.py turns it into the hint)
+
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be >= 1")
     if args.seconds is not None and not args.seconds > 0:

@@ -41,6 +41,12 @@ def run(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be >= 1")
+    if not str(args.target).startswith(("http://", "https://")):
+        import importlib.util
+
+        if importlib.util.find_spec("kserve") is None:  # the servers are started here
+            raise UsageError(f"{args.target}: starting edgeclf serve needs the serve extra: pip install"
+                             " 'edgeclf[serve]' (or give the URL of a running server)")
 
     def say(msg: str) -> None:
         if not args.quiet:
