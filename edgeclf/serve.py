@@ -446,6 +446,14 @@ class EdgeclfModel(kserve.Model):
                              requested_outputs=requested or None)
 
     async def _predict_v1(self, payload) -> dict:
+        if isinstance(payload, (bytes, bytearray, str)):  # sent without Content-Type: application/json
+            import orjson
+
+            try:
+                payload = orjson.loads(payload)
+            except orjson.JSONDecodeError as err:
+                raise InvalidInput(f"request body is not valid JSON ({err}); send"
+                                   " {\"instances\": [{\"b64\": \"<base64 image>\"}, ...]}") from None
         _check(isinstance(payload, dict) and isinstance(payload.get("instances"), list) and payload["instances"],
                "instances: expected {\"instances\": [{\"b64\": \"<base64 image>\"}, ...]}")
         k = self._top_k(payload.get("parameters") or {"top_k": payload.get("top_k", 3)})

@@ -68,7 +68,7 @@ class RemotePredictor:
     Raises:
         RemoteError: unreachable server, unknown model, or a model without an ``image`` or
             ``input`` input.
-        UsageError: malformed ``url``; ModuleNotFoundError without ``tritonclient``.
+        UsageError: malformed ``url``, or ``tritonclient`` not installed (``edgeclf[client]``).
     """
 
     def __init__(self, url: str, model_name: str = "edgeclf", timeout_s: float = 60.0,
@@ -76,7 +76,10 @@ class RemotePredictor:
         self.url, self.model_name = url, model_name
         self.protocol, address = _split_url(url)
         self.timeout_s, self.max_pixels, self.fetch = timeout_s, max_pixels, fetch
-        from tritonclient.utils import InferenceServerException
+        try:
+            from tritonclient.utils import InferenceServerException
+        except ModuleNotFoundError as err:
+            raise UsageError("RemotePredictor needs tritonclient: pip install 'edgeclf[client]'") from err
 
         self._server_error = InferenceServerException
         if self.protocol == "grpc":

@@ -76,3 +76,14 @@ def test_unknown_model_and_unreachable_server(tiny_server):  # noqa: F811
 
     with pytest.raises(UsageError, match="url="):
         RemotePredictor("ftp://host:1")
+
+
+def test_without_tritonclient_a_one_line_usage_error(monkeypatch):
+    import sys
+
+    from edgeclf.runtime import RemotePredictor
+    from edgeclf.runtime.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "tritonclient.utils", None)  # as on a base install
+    with pytest.raises(UsageError, match=r"^RemotePredictor needs tritonclient: pip install 'edgeclf\[client\]'$"):
+        RemotePredictor("127.0.0.1:9")

@@ -77,6 +77,11 @@ def test_nine_real_images_with_plain_requests_v2_and_v1(tiny_server, local):  # 
     r = requests.post(f"{tiny_server.url}/v1/models/edgeclf:predict", timeout=60,
                       json={"instances": [{"b64": base64.b64encode(b).decode()} for b in blobs]})
     assert r.status_code == 200, r.text
+    # the same body as curl -d sends it, without Content-Type: application/json
+    bare = requests.post(f"{tiny_server.url}/v1/models/edgeclf:predict", timeout=60,
+                         data=json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in blobs]}))
+    assert bare.status_code == 200, bare.text
+    assert bare.json() == r.json()
     for got, exp in zip(r.json()["predictions"], expected):
         assert [g["label"] for g in got] == [p.label for p in exp]
         assert [g["index"] for g in got] == [p.index for p in exp]
