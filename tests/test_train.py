@@ -393,3 +393,11 @@ def test_cli_options_and_help_come_from_train_config():
             if value is not None:
                 shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
                 assert f"(default: {shown})" in text, f.name
+
+
+def test_epoch_lines_keep_bracketed_text(capsys):
+    """Log lines are text: "[best]" and file names with brackets are printed, not read as markup."""
+    from edgeclf.train.progress import Reporter
+
+    Reporter().info("epoch 3/30 val 0.99  [best] → run[1]/best.pt")
+    assert "[best] → run[1]/best.pt" in capsys.readouterr().err

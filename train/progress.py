@@ -23,7 +23,7 @@ class Reporter:
     def info(self, message: str) -> None:
         """Print one line."""
         if self._console is not None:
-            self._console.print(message)
+            self._console.print(message, markup=False)  # file names and "[best]" are text, not markup
 
     @contextlib.contextmanager
     def task(self, description: str, total: int, unit: str = "img") -> Iterator[Callable[[int], None]]:
