@@ -571,6 +571,23 @@ def install_routes(max_body_bytes: int) -> None:
                       methods=["POST"], include_in_schema=False)
     app.add_api_route("/v2/models/{model_name}", _metadata_route, methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # A client's mistake is logged as one line; KServe's handlers log each with a full traceback,
+    # so a client sending bad input could flood the log. KServe installs its handlers when its REST
+    # server starts (RESTServer._add_exception_handlers), so they are replaced where it looks them up.
+    import kserve.protocol.rest.server as kserve_rest
+
+    kserve_rest.invalid_input_handler = _client_error
+    kserve_rest.model_not_found_handler = _client_error
+
+
+async def _client_error(_request, exc):
+    """400 (``InvalidInput``) or 404 (``ModelNotFound``) with ``{"error": message}``, logged once."""
+    from fastapi.responses import JSONResponse
+
+    status = 404 if isinstance(exc, ModelNotFound) else 400
+    message = str(exc)
+    logger.info("%d %s", status, message.splitlines()[0] if message else type(exc).__name__)
+    return JSONResponse(status_code=status, content={"error": message})
 
 
 def _quiet_request_timings() -> None:
@@ -589,6 +606,19 @@ def _grpc_server_class():
     from kserve.protocol.grpc.server import GRPCServer
     from kserve.protocol.grpc.servicer import InferenceServicer
 
+    from grpc import StatusCode
+
+    class ClientErrorsAsOneLine(ExceptionToStatusInterceptor):
+        """KServe's exception-to-status mapping, with a client's mistake (INVALID_ARGUMENT,
+        NOT_FOUND) logged as one line instead of a traceback."""
+
+        async def handle_exception(self, ex, request_or_iterator, context, method_name):
+            if isinstance(ex, (InvalidInput, ModelNotFound)):
+                status = StatusCode.NOT_FOUND if isinstance(ex, ModelNotFound) else StatusCode.INVALID_ARGUMENT
+                logger.info("%s %s: %s", status.name, method_name, ex.reason)
+                await context.abort(status, ex.reason)
+            await super().handle_exception(ex, request_or_iterator, context, method_name)
+
     class HostGRPCServer(GRPCServer):
         """KServe's gRPC server, listening on ``host`` instead of every interface."""
 
@@ -599,7 +629,7 @@ def _grpc_server_class():
             limit = self._kwargs.get("max_message_bytes")
             self._server = aio.server(
                 concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
-                interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+                interceptors=(LoggingInterceptor(), ClientErrorsAsOneLine()),
                 options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)],
             )
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)

@@ -222,6 +222,8 @@ def test_malformed_bodies_unknown_model_and_body_limit(tiny_server):  # noqa: F8
     r = requests.post(f"{tiny_server.url}/v1/models/edgeclf:predict", data=big, timeout=30)
     assert r.status_code == 413
     assert requests.get(f"{tiny_server.url}/v2/health/ready", timeout=10).status_code == 200
+    # a client's mistakes do not write tracebacks into the server's log
+    assert "Traceback" not in tiny_server.output()
 
 
 def batch_counts(server) -> tuple[float, float]:
