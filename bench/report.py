@@ -211,7 +211,8 @@ def compare(a: dict, b: dict) -> list[dict]:
 
 #: Settings and environment facts that make two bench runs incomparable when they differ.
 COMPARED_FACTS = (("settings", "threads"), ("settings", "warmup"), ("settings", "iters"), ("settings", "seconds"),
-                  ("environment", "cpu_model"), ("environment", "cpu_physical_cores"), ("artifact", "arch"))
+                  ("settings", "device"), ("environment", "cpu_model"), ("environment", "cpu_physical_cores"),
+                  ("artifact", "arch"), ("artifact", "num_classes"), ("artifact", "dir"), ("artifact", "checkpoint"))
 
 
 def compare_notes(a: dict, b: dict) -> list[str]:

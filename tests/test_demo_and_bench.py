@@ -148,6 +148,12 @@ def test_bench_cli_json_csv_and_compare(demo, run_cli, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "p50 B/A" in r.stdout and r.stdout.count("onnx-cpu") == 2
     assert "settings.threads differs: A 1, B 2" in r.stdout
+    assert "artifact.dir differs" not in r.stdout  # the same artifact
+    other = json.loads(a.read_text())
+    other["artifact"]["dir"] = "/elsewhere/artifact"
+    a.write_text(json.dumps(other))
+    r = run_cli("bench", "compare", a, b)
+    assert "artifact.dir differs: A '/elsewhere/artifact'" in r.stdout
 
 
 def test_bench_bad_input(run_cli, tmp_path, demo):
