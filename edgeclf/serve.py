@@ -237,7 +237,8 @@ def image_bytes(element: bytes) -> bytes:
     binary extension or gRPC; image files never are pure base64 text) is kept as it is."""
     text = element.strip()
     try:
-        ascii_text = text.decode("ascii")
+        # line-wrapped base64 (MIME, `base64` without -w0): line breaks only; a space means text
+        ascii_text = text.decode("ascii").replace("\r", "").replace("\n", "")
     except UnicodeDecodeError:
         return element
     if not ascii_text or not set(ascii_text) <= _B64_CHARS:
@@ -359,22 +360,31 @@ class EdgeclfModel(kserve.Model):
         return await asyncio.get_running_loop().run_in_executor(None, self.predictor.logits, x)
 
     async def _decode_and_run(self, elements: Sequence[bytes], where: str) -> np.ndarray:
+        """Logits (N, C) of N encoded images, ``--max-batch-size`` at a time: memory is bounded by
+        one chunk of decoded images whatever N a request holds."""
+        step = max(1, self.options.max_batch_size)
+        parts = [await self._decode_and_run_chunk(elements[i:i + step], where, offset=i)
+                 for i in range(0, len(elements), step)]
+        return np.concatenate(parts)
+
+    async def _decode_and_run_chunk(self, elements: Sequence[bytes], where: str, offset: int) -> np.ndarray:
         """Decode in a worker thread (announced to the micro-batcher meanwhile), then the model."""
         if self.batcher is not None:
             self.batcher.reserve()
         try:
-            x = await asyncio.get_running_loop().run_in_executor(None, self._decode, elements, where)
+            x = await asyncio.get_running_loop().run_in_executor(None, self._decode, elements, where, offset)
         except BaseException:
             if self.batcher is not None:
                 self.batcher.release()
             raise
         return await self._logits(x, reserved=True)
 
-    def _decode(self, elements: Sequence[bytes], where: str) -> np.ndarray:
-        """Encoded images → (N, 3, H, W) float32; the first undecodable one raises InvalidInput."""
+    def _decode(self, elements: Sequence[bytes], where: str, offset: int = 0) -> np.ndarray:
+        """Encoded images → (N, 3, H, W) float32; the first undecodable one raises InvalidInput
+        (named by its index in the request: ``offset`` + its index here)."""
         cfg = self.predictor.preprocess_config
         arrays = []
-        for j, element in enumerate(elements):
+        for j, element in enumerate(elements, start=offset):
             data = image_bytes(element)
             try:
                 img = load_image(data, max_pixels=self.options.max_pixels, name=f"{where} element {j}")
@@ -434,7 +444,9 @@ class EdgeclfModel(kserve.Model):
             except (ValueError, TypeError) as err:
                 raise InvalidInput(f"{where}: data does not fill shape {list(inp.shape)} with numbers"
                                    f" ({str(err).splitlines()[0]})") from None
-            values = {OUTPUT_LOGITS: await self._logits(x)}
+            step = max(1, self.options.max_batch_size)  # one model call per --max-batch-size rows
+            values = {OUTPUT_LOGITS: np.concatenate([await self._logits(x[i:i + step])
+                                                     for i in range(0, len(x), step)])}
         dtypes = {"label": "BYTES", "probability": "FP32", "index": "INT64", OUTPUT_LOGITS: "FP32"}
         outputs = [InferOutput(name=n, shape=list(v.shape), datatype=dtypes[n], data=v) for n, v in values.items()]
         if request.from_grpc:  # KServe's to_grpc cannot take numpy data (truth value of an array): serialize here
@@ -585,9 +597,20 @@ async def _client_error(_request, exc):
     from fastapi.responses import JSONResponse
 
     status = 404 if isinstance(exc, ModelNotFound) else 400
-    message = str(exc)
-    logger.info("%d %s", status, message.splitlines()[0] if message else type(exc).__name__)
+    message = _bounded(str(exc) or type(exc).__name__)
+    logger.info("%d %s", status, message)
     return JSONResponse(status_code=status, content={"error": message})
+
+
+#: Longest error message a client gets back (and the log line): a message quoting what the client
+#: sent (a shape, an input name) must not echo megabytes of it.
+MAX_ERROR_CHARS = 500
+
+
+def _bounded(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """The first line of ``message``, cut to ``limit`` characters with its size said."""
+    line = message.splitlines()[0] if message else ""
+    return line if len(line) <= limit else f"{line[:limit]}… ({len(line):,} characters)"
 
 
 def _quiet_request_timings() -> None:
@@ -615,8 +638,9 @@ def _grpc_server_class():
         async def handle_exception(self, ex, request_or_iterator, context, method_name):
             if isinstance(ex, (InvalidInput, ModelNotFound)):
                 status = StatusCode.NOT_FOUND if isinstance(ex, ModelNotFound) else StatusCode.INVALID_ARGUMENT
-                logger.info("%s %s: %s", status.name, method_name, ex.reason)
-                await context.abort(status, ex.reason)
+                reason = _bounded(str(ex.reason))
+                logger.info("%s %s: %s", status.name, method_name, reason)
+                await context.abort(status, reason)
             await super().handle_exception(ex, request_or_iterator, context, method_name)
 
     class HostGRPCServer(GRPCServer):

@@ -329,3 +329,28 @@ def test_serve_and_client_import_no_torch():
                            env=cli_env(), timeout=120)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip().endswith("loaded: []"), r.stdout
+
+
+def test_a_request_larger_than_the_batch_runs_in_chunks_and_long_echoes_are_cut(tiny_server, local):  # noqa: F811
+    """20 images in one request (the server's --max-batch-size is 8): 20 answers, equal to the
+    in-process ones, with no model call above 8 images; line-wrapped base64 is accepted; an error
+    quoting a huge client value is cut to a bounded line."""
+    blobs = [NINE_IMAGES[i % 9].read_bytes() for i in range(20)]
+    calls_before, _ = batch_counts(tiny_server)
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [20],
+                        "data": [base64.encodebytes(b).decode() for b in blobs]}]}  # MIME: 76-char lines
+    r = requests.post(f"{tiny_server.url}/v2/models/edgeclf/infer", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    labels = np.array({o["name"]: o for o in r.json()["outputs"]}["label"]["data"]).reshape(20, 3)
+    expected = local.predict_batch([NINE_IMAGES[i % 9] for i in range(20)], top_k=3)
+    assert [list(row) for row in labels] == [[p.label for p in e] for e in expected]
+    calls_after, _ = batch_counts(tiny_server)
+    assert calls_after - calls_before >= 3  # 20 images, at most 8 per model call
+    lines = requests.get(f"{tiny_server.url}/metrics", timeout=10).text.splitlines()
+    bucket = lambda le: sum(float(x.split()[-1]) for x in lines  # noqa: E731
+                            if x.startswith("edgeclf_microbatch_images_bucket") and f'le="{le}"' in x)
+    assert bucket("8.0") == bucket("+Inf") > 0  # no model call ever took more than 8 images
+
+    r = requests.post(f"{tiny_server.url}/v2/models/edgeclf/infer", timeout=30,
+                      json={"inputs": [{"name": "x" * 100_000, "datatype": "BYTES", "shape": [1], "data": ["a"]}]})
+    assert r.status_code == 400 and len(r.text) < 1000 and "characters)" in r.json()["error"]
