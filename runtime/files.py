@@ -14,6 +14,36 @@ import re
 from pathlib import Path
 
 
+#: Largest image file read whole into memory (split hashing, training, evaluation, calibration):
+#: 512 MiB, above the largest image ``max_pixels`` admits (89.5 Mpx x 3 channels x 16 bit = 537
+#: MB uncompressed). A larger file (a video renamed .jpg, a sparse or giant file) is refused before
+#: it is read, so one file cannot run a command out of memory.
+MAX_IMAGE_FILE_BYTES = 512 * 2**20
+
+
+class FileTooLargeError(OSError):
+    """A file above the size limit of :func:`read_bounded` (an ``OSError``, like other read failures)."""
+
+
+def read_bounded(path: str | os.PathLike, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes:
+    """The whole file, refused above ``limit`` bytes (checked on its size first, then on what is read,
+    so a FIFO or device cannot stream forever).
+
+    Raises:
+        FileTooLargeError: more than ``limit`` bytes (message: size and limit in MiB).
+        OSError: the file cannot be opened or read.
+    """
+    with open(path, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        if size > limit:
+            raise FileTooLargeError(f"file of {size / 2**20:,.0f} MiB is larger than the {limit / 2**20:,.0f} MiB"
+                                    " limit for an image file")
+        data = fp.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLargeError(f"more than {limit / 2**20:,.0f} MiB (the limit for an image file)")
+    return data
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks (read-only)."""
     h = hashlib.sha256()
@@ -58,6 +88,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 # writer goes through the two helpers below.
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def json_dumps(obj, **kwargs) -> str:
@@ -73,12 +104,15 @@ def json_dumps(obj, **kwargs) -> str:
 
 
 def display_name(name: str | os.PathLike) -> str:
-    """A file name for humans (tables, messages): non-UTF-8 bytes shown as ``\\xe9``, the rest as is."""
+    """A file name for humans (tables, messages): non-UTF-8 bytes shown as ``\\xe9`` and control
+    characters (newline, escape, ...) as ``\\x0a``, ``\\x1b``, so a name can neither split a line nor
+    drive the terminal; the rest as is."""
     text = os.fspath(name)
     if isinstance(text, bytes):
         text = os.fsdecode(text)
-    return _SURROGATES.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if 0xDC80 <= ord(m.group()) <= 0xDCFF
+    text = _SURROGATES.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if 0xDC80 <= ord(m.group()) <= 0xDCFF
                            else f"\\u{ord(m.group()):04x}", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def utf8_stdio() -> None:

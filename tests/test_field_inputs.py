@@ -92,6 +92,39 @@ def test_split_excludes_the_strip_and_training_never_sees_it(image_tree):
     assert "cat/strip.png" not in used_paths(m) and len(used_paths(m)) == 8
 
 
+def test_a_huge_file_is_excluded_by_its_size_before_it_is_read(image_tree):
+    """A sparse 513 MiB "JPEG" (a real header, then zeros: a video renamed .jpg behaves alike) is
+    excluded for its size without being read into memory; training then never reads it."""
+    root = image_tree({"cat": 4, "dog": 4})
+    huge = root / "cat" / "huge.jpg"
+    huge.write_bytes((root / "cat" / "img_000.jpg").read_bytes()[:200])
+    os.truncate(huge, 513 * 2**20)
+    m = split_dataset(root)
+    assert m.excluded == [{"path": "cat/huge.jpg", "reason": "too_large",
+                           "detail": "file of 513 MiB is larger than the 512 MiB limit for an image file"}]
+    assert len(used_paths(m)) == 8
+
+
+def test_names_with_control_characters_cannot_split_lines_or_drive_the_terminal():
+    from edgeclf.runtime.files import display_name
+
+    assert display_name("new\nline.jpg") == "new\\x0aline.jpg"
+    assert display_name("a\x1b[2Jevil\r.jpg") == "a\\x1b[2Jevil\\x0d.jpg"
+    assert display_name(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tiny_artifact, tmp_path):  # noqa: F811
+    """`edgeclf predict ... --json | head -1`: the pipe closes after one line; exit 141, stderr quiet."""
+    # more JSON lines than a pipe buffers (64 KiB), so the writer is still writing when the reader leaves
+    cmd = [sys.executable, "-m", "edgeclf", "predict", str(tiny_artifact.dir), *map(str, GOOD * 200),
+           "--json", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipeError" not in err
+
+
 def test_predict_strip_and_good_image(run_cli, tiny_artifact, tmp_path):  # noqa: F811
     strip = tmp_path / "strip.png"
     strip.write_bytes(strip_png())

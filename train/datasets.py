@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from edgeclf.runtime.errors import InvalidImageError, UsageError
-from edgeclf.runtime.files import display_name
+from edgeclf.runtime.files import FileTooLargeError, display_name, read_bounded
 from edgeclf.runtime.image import load_image
 from edgeclf.runtime.preprocess import PreprocessConfig, decode_size, preprocess
 
@@ -60,8 +60,9 @@ def read_verified(path: str | os.PathLike, expected: str | None) -> bytes:
         DatasetError: missing or unreadable file, or different content; the message names it.
     """
     try:
-        with open(path, "rb") as fp:
-            data = fp.read()
+        data = read_bounded(path)
+    except FileTooLargeError as err:
+        raise DatasetError(f"{display_name(path)}: {err}; re-run `edgeclf split` (it excludes such files)") from err
     except FileNotFoundError as err:
         raise DatasetError(f"{display_name(path)}: no such file, but the split manifest lists it; restore it,"
                            " or re-run `edgeclf split`") from err
@@ -139,7 +140,10 @@ def drop_changed(items: Sequence, on_changed: str = "error") -> tuple[list, list
     for item in items:
         path, expected = Path(item[0]), getattr(item, "sha256", None)
         try:
-            data = path.read_bytes()
+            data = read_bounded(path)
+        except FileTooLargeError as err:
+            dropped.append({"path": str(path), "reason": "too_large", "detail": str(err)})
+            continue
         except FileNotFoundError:
             dropped.append({"path": str(path), "reason": "missing", "detail": "no such file"})
             continue

@@ -76,6 +76,7 @@ from typing import Callable, Sequence
 from edgeclf.runtime.errors import ImageAspectRatioError, ImageTooLargeError, InvalidImageError, UsageError
 from edgeclf.runtime.image import DEFAULT_MAX_PIXELS, check_size, load_image
 from edgeclf.runtime.walk import walk
+from edgeclf.runtime.files import FileTooLargeError, read_bounded
 from edgeclf.runtime.manifest import SUBSETS, ManifestEntry, SplitManifest
 
 from .errors import DatasetError
@@ -229,8 +230,9 @@ def _check_decodes(data: bytes, name: str) -> tuple[str, str] | None:
 
 def _check_file(root: Path, rel: str, cls: str) -> _Checked:
     try:
-        with open(root / rel, "rb") as fp:  # read-only, the only way this module opens a file
-            data = fp.read()
+        data = read_bounded(root / rel)  # read-only, the only way this module reads a file
+    except FileTooLargeError as err:
+        return _Checked(rel, cls, "too_large", str(err))
     except OSError as err:
         return _Checked(rel, cls, "unreadable", err.strerror or str(err))
     if not data:
