@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgeclf {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgeclf predict ... | head -1`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit flush
+        return 141  # 128 + SIGPIPE, as the shell reports a command killed by it
 
 
 if __name__ == "__main__":

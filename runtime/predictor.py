@@ -308,8 +308,9 @@ class Predictor:
                 ``decode_threads``; ``0``: serially in this thread, no pool).
         Returns:
             One entry per input, in order: :class:`Predictions` (a ``list[Prediction]`` with
-            ``warnings``), or (``on_error="return"``) the :class:`InvalidImageError` for an input
-            that failed. Identical for any thread count.
+            ``warnings``), or (``on_error="return"``) the exception of an input that failed:
+            :class:`InvalidImageError` (unreadable) or :class:`UsageError` (an empty path).
+            Identical for any thread count.
         Raises:
             InvalidImageError: with ``on_error="raise"``, the first input (in order) that failed.
             UsageError: bad ``top_k``, ``batch_size``, ``on_error`` or ``decode_threads``.
@@ -325,6 +326,9 @@ class Predictor:
         decode pool.
         """
         k = self._check_k(top_k)
+        if isinstance(images, (str, bytes, bytearray, os.PathLike)):
+            raise UsageError(f"images={images!r:.80}: give a list (or any iterable) of inputs; for one image"
+                             " use predict()")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch_size={batch_size!r}: give an integer >= 1")
         if on_error not in ON_ERROR:
@@ -333,9 +337,11 @@ class Predictor:
         for chunk in _chunks(self._prepared(images, threads, batch_size), batch_size):
             arrays, slots = [], []
             for i, prepared in chunk:
-                if isinstance(prepared, InvalidImageError):
+                if isinstance(prepared, Exception):
                     if on_error == "raise":
-                        raise type(prepared)(f"images[{i}] ({prepared.source})", prepared.reason) from prepared
+                        if isinstance(prepared, InvalidImageError):
+                            raise type(prepared)(f"images[{i}] ({prepared.source})", prepared.reason) from prepared
+                        raise UsageError(f"images[{i}]: {prepared}") from prepared
                     slots.append(prepared)
                 else:
                     x, warnings = prepared
@@ -346,11 +352,11 @@ class Predictor:
                         Predictions(top_k_predictions(next(probs), k, self.class_names), s) for s in slots)
 
     def _prepare_or_error(self, image: ImageSource):
-        """:meth:`_prepare` (array, warnings), with an unreadable input's exception returned
-        instead of raised."""
+        """:meth:`_prepare` (array, warnings), with the exception of an input that cannot be used
+        (unreadable, or an empty path) returned instead of raised."""
         try:
             return self._prepare(image)
-        except InvalidImageError as err:
+        except (InvalidImageError, UsageError) as err:
             return err
 
     def _prepared(self, images: Iterable[ImageSource], threads: int, batch_size: int) -> Iterator[tuple]:

@@ -316,3 +316,20 @@ def test_float16_model_input_is_cast(tmp_path):
     got = p.predict(SAMPLE[3], top_k=9)
     assert [q.index for q in got] == list(np.argsort(-expected, kind="stable"))
     assert max(abs(q.probability - expected[q.index]) for q in got) < 1e-4
+
+
+def test_batch_keeps_going_past_an_empty_path_and_refuses_a_bare_string(predictor, tmp_path):
+    """An empty path inside a batch is that input's error (on_error="return"), not the whole call's;
+    a single str given as the batch is a usage error, not a batch of its characters."""
+    from edgeclf.runtime.errors import UsageError
+
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(np.asarray(load_image(SAMPLE[9]))))
+    out = predictor.predict_batch(["", good, None], on_error="return", decode_threads=0)
+    assert isinstance(out[0], UsageError) and "empty path" in str(out[0])
+    assert [p.label for p in out[1]] == [p.label for p in predictor.predict(good)]
+    assert isinstance(out[2], InvalidImageError)
+    with pytest.raises(UsageError, match=r"^images\[0\]: empty path"):
+        predictor.predict_batch(["", good])
+    with pytest.raises(UsageError, match="give a list"):
+        predictor.predict_batch(str(good))

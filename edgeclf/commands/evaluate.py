@@ -78,6 +78,7 @@ def render(report: dict) -> None:
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from edgeclf.progress import for_cli
@@ -94,6 +95,10 @@ def run(args) -> int:
     finally:
         progress.close()
     render(report)
+    if not report["split_matches_checkpoint"]:
+        print(f"edgeclf evaluate: warning: {display_name(args.split)} is not the split this model was trained on;"
+              " its test images may include the model's training images, so the scores may be inflated",
+              file=sys.stderr)
     progress.log(f"wrote {display_name(json_out)}")
     from edgeclf.train.plots import write_evaluation_figures
 
