@@ -61,6 +61,7 @@ def fetch_image_bytes(url: str, options: FetchOptions = FetchOptions()) -> bytes
             empty or too large body; the message names the URL.
     """
     import requests
+    import urllib3
 
     headers = {"User-Agent": f"edgeclf/{__version__}", "Accept": "image/*"}
     start = time.monotonic()
@@ -78,14 +79,31 @@ def fetch_image_bytes(url: str, options: FetchOptions = FetchOptions()) -> bytes
                 raise ImageFetchError(url, f"{int(length):,} bytes exceeds the download limit of"
                                            f" {options.max_bytes:,} bytes")
             body = bytearray()
-            for chunk in resp.iter_content(_CHUNK):
+            # read1 returns whatever has arrived (urllib3 >= 2), so the deadline is checked between
+            # reads even when a server trickles a byte now and then (never idle long enough for the
+            # read timeout); iter_content's reads would block until a whole chunk is there.
+            read1 = getattr(resp.raw, "read1", None)
+            chunks = iter(lambda: read1(_CHUNK, decode_content=True), b"") if read1 else resp.iter_content(_CHUNK)
+            for chunk in chunks:
                 body += chunk
                 if len(body) > options.max_bytes:
                     raise ImageFetchError(url, f"more than {options.max_bytes:,} bytes; download"
                                                " stopped (raise max_bytes if the image is trusted)")
                 if time.monotonic() - start > options.total_timeout_s:
                     raise ImageFetchError(url, f"download took longer than {options.total_timeout_s:g} s")
-    except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as err:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as err:  # read1: urllib3's own
+        _raise_fetch_error(url, err, options)
+    if not body:
+        raise ImageFetchError(url, "empty response body (zero bytes)")
+    return bytes(body)
+
+
+def _raise_fetch_error(url: str, err: Exception, options: FetchOptions):
+    """One :class:`ImageFetchError` for a ``requests`` failure: timeout, connection, or other."""
+    import requests
+    import urllib3
+
+    if isinstance(err, (requests.exceptions.Timeout, requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError)):
         # A read timeout while streaming the body arrives as a ConnectionError wrapping urllib3's
         # ReadTimeoutError; report every timeout as one.
         if isinstance(err, requests.exceptions.Timeout) or any(isinstance(e, TimeoutError) or "timed out" in str(e)
@@ -93,11 +111,8 @@ def fetch_image_bytes(url: str, options: FetchOptions = FetchOptions()) -> bytes
             raise ImageFetchError(url, f"timed out (connect timeout {options.connect_timeout_s:g} s,"
                                        f" read timeout {options.read_timeout_s:g} s)") from err
         raise ImageFetchError(url, f"cannot connect ({_root_cause(err)})") from err
-    except requests.exceptions.RequestException as err:  # invalid URL, too many redirects, ...
-        raise ImageFetchError(url, f"request failed ({type(err).__name__}: {err})") from err
-    if not body:
-        raise ImageFetchError(url, "empty response body (zero bytes)")
-    return bytes(body)
+    # invalid URL, too many redirects, ...
+    raise ImageFetchError(url, f"request failed ({type(err).__name__}: {err})") from err
 
 
 def _chain(err: BaseException) -> list[BaseException]:

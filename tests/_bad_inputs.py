@@ -115,6 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if mode == "slow":
             time.sleep(2.0)
+        if mode == "drip":  # one byte every 0.1 s (never idle long enough for a read timeout), 3 s at most
+            for i in range(min(len(body), 30)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
         self.wfile.write(body)
 
     def log_message(self, *args):  # keep test output clean
@@ -125,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
 def serve(routes: dict):
     """Serve ``routes`` ({path: (status, content_type, body, mode)}) on 127.0.0.1:0; yield base URL.
 
-    ``mode``: ``None``; ``"slow"`` (2 s before the body); ``"no-length"`` (body streamed without
+    ``mode``: ``None``; ``"slow"`` (2 s before the body); ``"drip"`` (a byte every 0.1 s); ``"no-length"`` (body streamed without
     Content-Length); ``"lie-length"`` (Content-Length of 1 TB, no body).
     """
     handler = type("Handler", (_Handler,), {"routes": routes})

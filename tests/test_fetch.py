@@ -30,6 +30,7 @@ def server():
         "/big-streamed": (200, "image/jpeg", b"\xff" * 300_000, "no-length"),
         "/lying-length": (200, "image/jpeg", b"", "lie-length"),
         "/slow.png": (200, "image/png", PNG, "slow"),
+        "/drip.png": (200, "image/png", PNG, "drip"),
         "/bomb.png": (200, "image/png", huge_png(30_000, 30_000), None),
     }
     with serve(routes) as base:
@@ -80,6 +81,17 @@ def test_download_size_limit(server):
 def test_read_timeout(server):
     with pytest.raises(ImageFetchError, match=r"/slow\.png: (timed out|cannot connect).*[Rr]ead"):
         fetch_image_bytes(server + "/slow.png", FetchOptions(read_timeout_s=0.3))
+
+
+def test_a_trickling_server_hits_the_total_deadline(server):
+    """A byte every 0.1 s never trips the 20 s read timeout; the whole download still ends at
+    total_timeout_s, not when the server stops."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(ImageFetchError, match=r"/drip\.png: download took longer than 0\.5 s"):
+        fetch_image_bytes(server + "/drip.png", FetchOptions(total_timeout_s=0.5))
+    assert time.monotonic() - start < 2.5
 
 
 def test_unreachable(server):
