@@ -139,7 +139,11 @@ class ModelInfo:
                 layout=meta["layout"],
                 decode=meta.get("decode", "exact"),  # not written before the decode option existed
             )
-            class_names = tuple(json.loads(meta["class_names"]))
+            class_names = json.loads(meta["class_names"])
+            if not isinstance(class_names, list) or not class_names or \
+                    not all(isinstance(c, str) and c for c in class_names):
+                raise ValueError(f"class_names must be a list of non-empty strings, got {meta['class_names']!r:.80}")
+            class_names = tuple(class_names)
         except (ValueError, TypeError, UsageError) as err:
             raise ArtifactError(f"{source}: malformed edgeclf metadata ({err})") from err
         if meta["output"] != "logits" or meta["softmax_applied"] != "false":
@@ -330,6 +334,8 @@ def resolve_model_file(artifact: str | os.PathLike, precision: str = "fp32") -> 
     """
     if precision not in PRECISION_FORMATS:
         raise UsageError(f"precision={precision!r}: use one of {', '.join(PRECISION_FORMATS)}")
+    if not isinstance(artifact, (str, os.PathLike)) or not os.fspath(artifact):
+        raise UsageError(f"artifact={artifact!r}: give an artifact directory (edgeclf export) or an .onnx file")
     artifact = Path(artifact)
     if artifact.is_file():
         return artifact

@@ -31,6 +31,7 @@ Decoding (``PreprocessConfig.decode``), chosen at training time and stored with 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
@@ -85,8 +86,9 @@ class PreprocessConfig:
             raise UsageError(
                 f"crop_size={self.crop_size}, resize_size={self.resize_size}: need 0 < crop_size <= resize_size"
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise UsageError(f"mean={self.mean}, std={self.std}: need 3 values each and std > 0")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(float(v)) for v in (*self.mean, *self.std)) \
+                or min(self.std) <= 0:
+            raise UsageError(f"mean={self.mean}, std={self.std}: need 3 finite values each and std > 0")
         # Normalise sequences to tuples of float so configs compare and hash equal.
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))

@@ -103,11 +103,11 @@ def check_header(d: Any, source: str, schema: str, version: int, error: type[For
             older or newer than ``version`` (the message says which, and ``fix`` for an older one).
     """
     if not isinstance(d, dict):
-        raise error(f"{source}: not an edgeclf {schema} file (a JSON object expected, got {_type_name(d)})",
+        raise error(f"{source}: not an {schema} file (a JSON object expected, got {_type_name(d)})",
                     source=source)
     if d.get(schema_key) != schema:
         got = f"{schema_key} {d[schema_key]!r}" if schema_key in d else f"no {schema_key!r} field"
-        raise error(f"{source}: not an edgeclf {schema} file ({got}; expected {schema!r})",
+        raise error(f"{source}: not an {schema} file ({got}; expected {schema!r})",
                     source=source, field=schema_key)
     v = d.get("schema_version")
     if isinstance(v, bool) or not isinstance(v, int):

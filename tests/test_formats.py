@@ -98,7 +98,7 @@ def split_json(tmp_path):
     (lambda d: mutate(d, "splits.val", delete=True), "splits.val", "field 'splits.val': missing"),
     (lambda d: mutate(d, "schema_version", 2), "schema_version", "schema_version 2 is newer than this edgeclf reads (1)"),
     (lambda d: mutate(d, "schema_version", 0), "schema_version", "is older than this edgeclf reads (1); re-run `edgeclf split`"),
-    (lambda d: mutate(d, "schema", "edgeclf.other"), "schema", "not an edgeclf edgeclf.split file"),
+    (lambda d: mutate(d, "schema", "edgeclf.other"), "schema", "not an edgeclf.split file"),
 ])
 def test_split_json_errors_name_the_file_and_the_field(tmp_path, split_json, change, field_name, message):
     from edgeclf.runtime.manifest import load_manifest

@@ -333,3 +333,27 @@ def test_batch_keeps_going_past_an_empty_path_and_refuses_a_bare_string(predicto
         predictor.predict_batch(["", good])
     with pytest.raises(UsageError, match="give a list"):
         predictor.predict_batch(str(good))
+
+
+def test_hand_edited_metadata_and_empty_artifacts_are_refused(tmp_path):
+    """NaN normalisation or class names that are not a list of strings are refused when the model
+    loads, not discovered as NaN probabilities or one-letter labels; an empty artifact path is a
+    usage error, not the current folder."""
+    import onnx
+
+    from _tiny_artifact import build_tiny_artifact
+
+    art = build_tiny_artifact(tmp_path / "art")
+    for key, value, message in (("std", "[NaN, 1, 1]", "3 finite values"),
+                                ("class_names", '"abcdefghi"', "list of non-empty strings")):
+        proto = onnx.load(str(art.onnx_path))
+        for p in proto.metadata_props:
+            if p.key == key:
+                p.value = value
+        bad = tmp_path / f"bad-{key}.onnx"
+        onnx.save(proto, str(bad))
+        with pytest.raises(ArtifactError, match=message):
+            Predictor(bad, device="cpu")
+    for empty in ("", None):
+        with pytest.raises(UsageError, match="give an artifact directory"):
+            Predictor(empty)
