@@ -354,3 +354,11 @@ def test_a_request_larger_than_the_batch_runs_in_chunks_and_long_echoes_are_cut(
     r = requests.post(f"{tiny_server.url}/v2/models/edgeclf/infer", timeout=30,
                       json={"inputs": [{"name": "x" * 100_000, "datatype": "BYTES", "shape": [1], "data": ["a"]}]})
     assert r.status_code == 400 and len(r.text) < 1000 and "characters)" in r.json()["error"]
+
+
+def test_a_port_in_use_is_a_one_line_usage_error(run_cli, tiny_server, tiny_artifact):  # noqa: F811
+    r = run_cli("serve", tiny_artifact.dir, "--host", "127.0.0.1", "--http-port", tiny_server.http_port,
+                "--no-grpc", timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"edgeclf serve: error: --http-port {tiny_server.http_port}: cannot listen on"
+                                f" 127.0.0.1:{tiny_server.http_port} (Address already in use); choose another port or --host")

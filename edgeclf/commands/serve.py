@@ -63,6 +63,9 @@ def run(args) -> int:
         raise UsageError(f"--threads {args.threads}: give an integer >= 1")
     if not args.max_body_mib > 0:
         raise UsageError(f"--max-body-mib {args.max_body_mib}: give a positive size")
+    for flag, port in (("--http-port", args.http_port), ("--grpc-port", None if args.no_grpc else args.grpc_port)):
+        if port is not None:
+            _check_bindable(args.host, port, flag)
     try:
         from edgeclf import serve
     except ModuleNotFoundError as err:
@@ -78,3 +81,20 @@ def run(args) -> int:
     serve.serve(options, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                 workers=args.workers, enable_grpc=not args.no_grpc)
     return 0
+
+
+def _check_bindable(host: str, port: int, flag: str) -> None:
+    """Refuse, in one line, a port or host the server could not listen on (it would otherwise fail
+    after its startup line, in a traceback from uvicorn or gRPC)."""
+    import socket
+
+    from edgeclf.runtime.errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and gRPC bind
+            s.bind(infos[0][4])
+    except OSError as err:
+        raise UsageError(f"{flag} {port}: cannot listen on {host}:{port} ({err.strerror or err});"
+                         " choose another port or --host") from None
