@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -46,6 +47,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageAspectRatioError, ImageNotFoundError, ImageTooLargeError, InvalidImageError, UsageError
+from .files import FileTooLargeError, read_bounded
 from .walk import REASON_TEXT, has_image_extension, image_extensions, is_image_filename, walk  # noqa: F401
 
 #: Default maximum number of pixels (width x height) accepted before decoding: 89.5 Mpx,
@@ -373,6 +375,16 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
             raise InvalidImageError(name, f"cannot access ({err})") from err
         if path.is_dir():
             raise InvalidImageError(name, "is a directory, not an image file")
+        if not stat.S_ISREG(st.st_mode):  # a pipe (`<(cat photo.jpg)`) or a device: read it, bounded
+            try:
+                data = read_bounded(path)
+            except FileTooLargeError as err:
+                raise ImageTooLargeError(name, str(err)) from err
+            except OSError as err:
+                raise InvalidImageError(name, f"cannot read ({err.strerror or err})") from err
+            if not data:
+                raise InvalidImageError(name, "empty (zero bytes)")
+            return _decode(io.BytesIO(data), name, max_pixels, draft_to)
         if st.st_size == 0:
             raise InvalidImageError(name, "empty file (zero bytes)")
         try:

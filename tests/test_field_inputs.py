@@ -449,3 +449,22 @@ def test_a_dangling_link_given_by_path_says_so(tmp_path):
         load_image(tmp_path / "annexed.jpg")
     assert str(info.value) == (f"{tmp_path / 'annexed.jpg'}: dangling_link: symbolic link whose target does not"
                                " exist (-> never_fetched.jpg)")
+
+
+def test_a_named_pipe_is_read_like_a_file(tmp_path):
+    """`edgeclf predict ART <(cat photo.jpg)` hands over a FIFO: it is read (bounded), not called empty."""
+    import threading
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    data = GOOD[0].read_bytes()
+
+    def write():
+        with open(fifo, "wb") as fp:
+            fp.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    img = load_image(fifo)
+    writer.join(10)
+    assert np.array_equal(np.asarray(img), np.asarray(load_image(GOOD[0])))
