@@ -130,6 +130,8 @@ def test_unusable_artifacts_exit_2_with_one_line(run_cli, tiny_artifact, tmp_pat
     assert "plain.onnx: ONNX file has no edgeclf metadata" in r.stderr
     r = run_cli("predict", tiny_artifact.dir, GOOD[0], "--top-k", "0")
     assert r.returncode == 2 and "--top-k 0" in r.stderr
+    r = run_cli("predict", tiny_artifact.dir, tmp_path / "gone.jpg", "--device", "cpu")  # every input fails
+    assert r.returncode == 1 and r.stdout == "" and "gone.jpg: no such file" in r.stderr
 
 
 @pytest.mark.skipif(cuda_device_count() > 0, reason="this machine has a CUDA device")

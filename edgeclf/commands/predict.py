@@ -96,7 +96,7 @@ def run(args) -> int:
                                   "warnings": warnings}), flush=True)
             else:
                 rows.append((display_name(name), result))
-    if not args.json:
+    if not args.json and rows:  # every input failed: the error lines say it all, no empty table
         print_table(rows, args.top_k)
     report_skipped(skipped)
     print(f"edgeclf predict: {len(items) - failed} predicted, {failed} failed"
