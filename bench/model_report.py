@@ -22,7 +22,6 @@ import base64
 import csv
 import html
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -125,8 +125,6 @@ def latency(runs: Sequence[tuple[str, dict]], path: str | os.PathLike, *,
     Raises:
         ValueError: no run has a timed backend.
     """
-    import numpy as np
-
     runs = [(label, doc) for label, doc in runs if _ok_backends(doc)]
     if not runs:
         raise ValueError("no bench run has timed backends")

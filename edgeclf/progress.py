@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Callable, Iterator, TextIO
+from typing import Iterator, TextIO
 
 MODES = ("auto", "live", "plain", "quiet")
 

@@ -32,7 +32,6 @@ from edgeclf.runtime.artifact import (
     write_artifact_json,
 )
 from edgeclf.runtime.errors import UsageError
-from edgeclf.runtime.files import json_dumps
 
 from . import images as images_mod
 from . import onnx as onnx_mod
@@ -249,7 +248,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def _load_source(checkpoint: Path, say) -> _Source:
-    from edgeclf.train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint, preprocess_of
+    from edgeclf.runtime.files import file_sha256
+    from edgeclf.train.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
 
     say(f"loading {checkpoint}")
     ckpt = load_checkpoint(checkpoint)

@@ -30,7 +30,6 @@ A path that is not valid UTF-8 on disk is written with JSON ``\\udcXX`` escapes 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path

@@ -81,6 +81,21 @@ def _same_top3(got: list[dict], want: list[dict]) -> bool:
         all(abs(g["probability"] - w["probability"]) <= PROBABILITY_ATOL for g, w in zip(got, want))
 
 
+def _run_cli(*args: str) -> tuple[object, str]:
+    """``python -m edgeclf ARGS`` in this process (the import blocker stays active): (exit code, stdout)."""
+    buf, argv = io.StringIO(), sys.argv
+    try:
+        sys.argv = ["edgeclf", *args]
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+            runpy.run_module("edgeclf", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as err:
+        code = err.code
+    finally:
+        sys.argv = argv
+    return code, buf.getvalue()
+
+
 def check(data: Path) -> list[str]:
     """Run every check; return the failures (one line each)."""
     import importlib.util
@@ -98,19 +113,9 @@ def check(data: Path) -> list[str]:
     if repo in installed.parents:
         failures.append(f"edgeclf imported from the checkout ({installed}), not from the installed wheel")
 
-    buf = io.StringIO()
-    argv = sys.argv
-    try:
-        sys.argv = ["edgeclf", "--help"]
-        with contextlib.redirect_stdout(buf):
-            runpy.run_module("edgeclf", run_name="__main__", alter_sys=True)
-        code = 0
-    except SystemExit as err:
-        code = err.code
-    finally:
-        sys.argv = argv
-    if code not in (0, None) or "predict" not in buf.getvalue() or "train" not in buf.getvalue():
-        failures.append(f"python -m edgeclf --help: exit {code}, output {buf.getvalue()[:200]!r}")
+    code, out = _run_cli("--help")
+    if code not in (0, None) or "predict" not in out or "train" not in out:
+        failures.append(f"python -m edgeclf --help: exit {code}, output {out[:200]!r}")
 
     import importlib.resources
 
@@ -128,17 +133,8 @@ def check(data: Path) -> list[str]:
         if not _same_top3(got, want):
             failures.append(f"Predictor on {name}: {got} != expected {want}")
 
-    buf = io.StringIO()
-    try:
-        sys.argv = ["edgeclf", "predict", str(data / "artifact"), *map(str, images), "--json", "--device", "cpu"]
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-            runpy.run_module("edgeclf", run_name="__main__", alter_sys=True)
-        code = 0
-    except SystemExit as err:
-        code = err.code
-    finally:
-        sys.argv = argv
-    rows = [json.loads(line) for line in buf.getvalue().splitlines() if line.startswith("{")]
+    code, out = _run_cli("predict", str(data / "artifact"), *map(str, images), "--json", "--device", "cpu")
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     if code not in (0, None) or len(rows) != len(images):
         failures.append(f"python -m edgeclf predict --json: exit {code}, {len(rows)} rows for {len(images)} images")
     for row, want in zip(rows, expected.values()):

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeclf.runtime import schema as _schema
 from edgeclf.runtime.errors import first_line
-from edgeclf.runtime.files import file_sha256, temp_sibling  # noqa: F401  (file_sha256: re-exported)
+from edgeclf.runtime.files import temp_sibling
 from edgeclf.runtime.preprocess import PreprocessConfig
 
 from .errors import CheckpointError
